@@ -1,0 +1,82 @@
+"""steer: OpenTelemetry traces and metrics for every streamed LLM call, with one line.
+
+    import steer
+    steer.instrument()
+
+Public surface only; see README.md and docs/ for what is emitted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from steer.events import (
+    StreamCompleteEvent,
+    StreamDeltaEvent,
+    StreamErrorEvent,
+    StreamEvent,
+    StreamStartEvent,
+    StreamUsageEvent,
+    ToolCall,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+
+def instrument(
+    providers: Any = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: Optional[bool] = None,
+    estimate_usage: bool = True,
+    on_start: Optional[Callable[..., Any]] = None,
+    on_delta: Optional[Callable[..., Any]] = None,
+    on_usage: Optional[Callable[..., Any]] = None,
+    on_complete: Optional[Callable[..., Any]] = None,
+    on_error: Optional[Callable[..., Any]] = None,
+    event_processor: Any = None,
+    **options: Any,
+) -> None:
+    """Patch the installed provider SDKs so every call becomes a span plus metrics (idempotent).
+
+    Extra options: ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
+    content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``.
+    """
+    from steer import instrumentation as _instrument
+
+    _instrument.instrument(
+        providers=providers, tracer_provider=tracer_provider, meter_provider=meter_provider,
+        capture_content=capture_content, estimate_usage=estimate_usage, on_start=on_start, on_delta=on_delta,
+        on_usage=on_usage, on_complete=on_complete, on_error=on_error, event_processor=event_processor, **options,
+    )
+
+
+def uninstrument() -> None:
+    """Restore every patched attribute exactly (idempotent)."""
+    from steer import instrumentation as _instrument
+
+    _instrument.uninstrument()
+
+
+def wrap(client_or_stream: Any, **options: Any) -> Any:
+    """Observe one client or one stream, without global patching. Same options as ``instrument``."""
+    from steer.wrapping.explicit import wrap as _wrap
+
+    return _wrap(client_or_stream, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # The EventProcessor pipeline is imported on first use, keeping `import steer` light.
+    if name in ("EventProcessor", "create_event_processor", "PredicateFilter", "EventTransformer"):
+        from steer import processor
+
+        return getattr(processor, name)
+    raise AttributeError(f"module 'steer' has no attribute {name!r}")
+
+
+__all__ = [
+    "instrument", "uninstrument", "wrap", "EventProcessor", "create_event_processor", "PredicateFilter",
+    "EventTransformer", "StreamEvent", "StreamStartEvent", "StreamDeltaEvent", "StreamUsageEvent",
+    "StreamCompleteEvent", "StreamErrorEvent", "Usage", "ToolCall", "__version__",
+]

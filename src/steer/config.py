@@ -1,0 +1,90 @@
+"""Settings, read once: explicit arguments > STEER_* / OTEL_* environment > defaults.
+
+The result is frozen: the hot path reads plain attributes and never touches the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+ALL_PROVIDERS: Tuple[str, ...] = ("openai", "anthropic", "google_genai", "httpx")
+
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT values seen in the ecosystem that mean "on".
+_TRUTHY = {"1", "true", "yes", "on", "span_only", "span_and_event", "event_only"}
+
+Redactor = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    providers: Tuple[str, ...] = ALL_PROVIDERS
+    capture_content: bool = False
+    content_max_chars: int = 16_384  # cap for each gen_ai.*.messages attribute
+    redact: Optional[Redactor] = None  # applied to captured content before it leaves the process
+    estimate_usage: bool = True
+    # "per_stream": one time_per_output_chunk point per stream (the mean gap after the first chunk);
+    # "per_chunk": one point per gap, as semconv words it. See docs/telemetry.md for the cost.
+    chunk_gap_metric: str = "per_stream"
+    json_max_depth: int = 64
+    json_max_bytes: int = 8 * 1024 * 1024
+    text_max_chars: int = 4 * 1024 * 1024  # assembled output kept per call (events, estimation)
+    provider_name_override: Optional[str] = None
+    callbacks: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in _TRUTHY
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def load_settings(
+    *,
+    providers: Optional[Any] = None,
+    capture_content: Optional[bool] = None,
+    estimate_usage: Optional[bool] = None,
+    content_max_chars: Optional[int] = None,
+    redact: Optional[Redactor] = None,
+    chunk_gap_metric: Optional[str] = None,
+    provider_name: Optional[str] = None,
+) -> Settings:
+    if isinstance(providers, str):
+        providers = (providers,)
+    env_providers = os.environ.get("STEER_PROVIDERS", "").strip()
+    chosen = tuple(providers) if providers is not None else (
+        tuple(p.strip() for p in env_providers.split(",") if p.strip()) if env_providers else ALL_PROVIDERS
+    )
+    unknown = [p for p in chosen if p not in ALL_PROVIDERS]
+    if unknown:
+        raise ValueError(f"steer: unknown provider(s) {unknown}; choose from {list(ALL_PROVIDERS)}")
+    gap_mode = chunk_gap_metric or os.environ.get("STEER_CHUNK_GAP_METRIC", "per_stream")
+    if gap_mode not in ("per_stream", "per_chunk"):
+        raise ValueError("steer: chunk_gap_metric must be 'per_stream' or 'per_chunk'")
+    return Settings(
+        providers=chosen,
+        capture_content=(
+            capture_content
+            if capture_content is not None
+            else _env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False)
+        ),
+        content_max_chars=content_max_chars or _env_int("STEER_CONTENT_MAX_CHARS", 16_384),
+        redact=redact,
+        estimate_usage=estimate_usage if estimate_usage is not None else _env_bool("STEER_ESTIMATE_USAGE", True),
+        chunk_gap_metric=gap_mode,
+        provider_name_override=provider_name or os.environ.get("STEER_PROVIDER_NAME") or None,
+    )
+
+
+def with_overrides(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,138 @@
+"""Composition root: builds the pipeline from settings, applies and reverts the patches.
+
+``instrument()`` is idempotent: patches are applied once; calling it again replaces the options (a
+new Runtime) for calls that start afterwards. Calls in flight keep the Runtime they started with,
+so ``instrument()``/``uninstrument()`` on one thread never disturbs a stream on another.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import wrapt
+
+from steer.callbacks import Listeners
+from steer.config import Settings, load_settings
+from steer.pipeline import Runtime
+from steer.wrapping.calls import async_wrapper, sync_wrapper
+from steer.wrapping.registry import all_targets
+from steer.wrapping.specs import Target
+
+log = logging.getLogger("steer")
+
+
+@dataclass
+class _State:
+    runtime: Optional[Runtime] = None
+    # (owner class, attribute, the exact object found in the class __dict__) for exact restoration
+    patches: Dict[Tuple[str, str, str], Tuple[Any, str, Any]] = field(default_factory=dict)
+    status: Dict[str, str] = field(default_factory=dict)
+
+
+_STATE = _State()
+_LOCK = threading.RLock()
+
+
+def current_runtime() -> Optional[Runtime]:
+    return _STATE.runtime
+
+
+def build_runtime(
+    *,
+    providers: Any = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    capture_content: Optional[bool] = None,
+    estimate_usage: Optional[bool] = True,
+    on_start: Optional[Callable[..., Any]] = None,
+    on_delta: Optional[Callable[..., Any]] = None,
+    on_usage: Optional[Callable[..., Any]] = None,
+    on_complete: Optional[Callable[..., Any]] = None,
+    on_error: Optional[Callable[..., Any]] = None,
+    event_processor: Any = None,
+    content_max_chars: Optional[int] = None,
+    redact: Optional[Callable[[str], str]] = None,
+    chunk_gap_metric: Optional[str] = None,
+    provider_name: Optional[str] = None,
+) -> Runtime:
+    settings = load_settings(
+        providers=providers, capture_content=capture_content, estimate_usage=estimate_usage,
+        content_max_chars=content_max_chars, redact=redact, chunk_gap_metric=chunk_gap_metric,
+        provider_name=provider_name,
+    )
+    from steer import otel_setup
+
+    tracer_provider, meter_provider = otel_setup.resolve_providers(tracer_provider, meter_provider)
+    listeners = Listeners(
+        {"on_start": on_start, "on_delta": on_delta, "on_usage": on_usage, "on_complete": on_complete, "on_error": on_error},
+        event_processor,
+    )
+    if settings.estimate_usage:
+        from steer.processing.usage import warm_up
+
+        warm_up()  # loads encodings off the hot path, in the background
+    return Runtime(settings, tracer_provider, meter_provider, listeners)
+
+
+def instrument(**options: Any) -> None:
+    """Patch every installed provider SDK (see ``steer.instrument`` for the options)."""
+    with _LOCK:
+        runtime = build_runtime(**options)
+        _STATE.runtime = runtime
+        for target in all_targets():
+            if target.provider_group in runtime.settings.providers:
+                _apply(target, current_runtime)
+
+
+def uninstrument() -> None:
+    """Restore every patched attribute exactly; idempotent."""
+    with _LOCK:
+        for owner, attribute, original in _STATE.patches.values():
+            setattr(owner, attribute, original)
+        _STATE.patches.clear()
+        _STATE.runtime = None
+
+
+def instrumentation_status() -> Dict[str, str]:
+    """For each known target, "patched", "sdk not installed" or why it could not be patched."""
+    return dict(_STATE.status)
+
+
+def _resolve_owner(target: Target) -> Any:
+    owner: Any = importlib.import_module(target.module)
+    for part in target.owner.split("."):
+        owner = getattr(owner, part)
+    return owner
+
+
+def _apply(target: Target, get_runtime: Callable[[], Optional[Runtime]]) -> None:
+    key = (target.module, target.owner, target.attribute)
+    name = ".".join(key)
+    if key in _STATE.patches:
+        return
+    try:
+        owner = _resolve_owner(target)
+    except ImportError:
+        _STATE.status[name] = "sdk not installed"
+        return
+    except AttributeError as exc:
+        _STATE.status[name] = f"seam moved: {exc}"
+        log.warning("steer: cannot patch %s (%s); this SDK version moved it", name, exc)
+        return
+    original = owner.__dict__.get(target.attribute)
+    if original is None:
+        _STATE.status[name] = "seam moved: attribute missing"
+        log.warning("steer: cannot patch %s: attribute missing in this SDK version", name)
+        return
+    factory = target.wrapper_factory or (async_wrapper if target.is_async else sync_wrapper)
+    setattr(owner, target.attribute, wrapt.FunctionWrapper(original, factory(target.spec, get_runtime)))
+    _STATE.patches[key] = (owner, target.attribute, original)
+    _STATE.status[name] = "patched"
+
+
+def patched_targets() -> List[str]:
+    return [".".join(k) for k in _STATE.patches]

@@ -1,0 +1,297 @@
+"""The per-call state machine (Session) and the Runtime it reports to.
+
+A Session is opened before the request is sent (t0), sees every chunk (O(1) work each), and
+finishes exactly once — drained, closed early, failed, or abandoned — whichever comes first.
+Everything steer does for a call is behind ``_guard``-style try/except: steer's own failures are
+logged once, counted, and never reach the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from time import perf_counter_ns, time_ns
+from typing import Any, Dict, List, Optional
+
+from steer.call import CallInfo, JsonSummary, Outcome
+from steer.callbacks import NO_LISTENERS, Listeners
+from steer.config import Settings
+from steer.events import (
+    StreamCompleteEvent,
+    StreamDeltaEvent,
+    StreamErrorEvent,
+    StreamEvent,
+    StreamStartEvent,
+    StreamUsageEvent,
+    ToolCall,
+    Usage,
+)
+from steer.processing import errors as error_rules
+from steer.providers.base import Assembly, Decoder
+from steer.telemetry.metrics import Instruments, base_metric_attributes
+from steer.telemetry.spans import SpanRecorder
+
+log = logging.getLogger("steer")
+
+
+class Runtime:
+    """Everything calls share under one ``instrument()`` or ``wrap()``: settings, telemetry, listeners."""
+
+    def __init__(self, settings: Settings, tracer_provider: Any = None, meter_provider: Any = None,
+                 listeners: Listeners = NO_LISTENERS) -> None:
+        self.settings = settings
+        self.spans = SpanRecorder(tracer_provider, settings)
+        self.instruments = Instruments(meter_provider)
+        self.listeners = listeners
+        self._logged: set = set()
+        self._lock = threading.Lock()
+        self.internal_errors = 0
+
+    def internal_error(self, where: str, exc: BaseException) -> None:
+        """steer's own bug: count it, log it once per place at debug, never raise."""
+        try:
+            with self._lock:
+                self.internal_errors += 1
+                first = where not in self._logged
+                self._logged.add(where)
+            if first:
+                log.debug("steer internal error in %s (further ones counted, not logged)", where, exc_info=exc)
+            self.instruments.internal_errors.add(1, {"steer.where": where})
+        except Exception:  # pragma: no cover - logging itself failed; nothing left to do safely
+            pass
+
+
+class Session:
+    __slots__ = (
+        "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
+        "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
+    )
+
+    def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
+        # t0 first: everything below is steer's own set-up, and it counts against the call.
+        self.t0 = perf_counter_ns()
+        self.wall0 = time_ns()
+        self.rt = rt
+        self.call = call
+        self.decoder = decoder
+        self.chunks = 0
+        self.t_first = 0
+        self.t_last = 0
+        self.max_gap = 0
+        self.done = False
+        self.span = None
+        self.json = None
+        self.json_result = None
+        self.active_counted = False
+        self._lock = threading.Lock()
+        settings = rt.settings
+        listeners = rt.listeners
+        self.gaps: Optional[List[int]] = [] if settings.chunk_gap_metric == "per_chunk" and call.streaming else None
+        self.asm = Assembly(settings.text_max_chars, want_deltas=listeners.wants_deltas)
+        self.request_id = self.stream_id = ""
+        self.metric_attrs = base_metric_attributes(call)
+        if call.json_output:
+            from steer.processing.json_stream import JsonStreamTracker
+
+            self.json = JsonStreamTracker(max_depth=settings.json_max_depth, max_bytes=settings.json_max_bytes)
+            self.asm.text_sink = self.json.feed
+        content = self._input_content() if settings.capture_content else None
+        self.span = rt.spans.start(call, self.wall0, content)
+        if call.streaming:
+            rt.instruments.active.add(1, self.metric_attrs)
+            self.active_counted = True
+        if listeners.active:
+            self.request_id = uuid.uuid4().hex
+            self.stream_id = self.request_id if call.streaming else ""
+            listeners.emit(StreamStartEvent(**self._common(), operation=call.operation, streaming=call.streaming,
+                                            server_address=call.server_address))
+
+    # -- per chunk (hot path) ------------------------------------------------------------------------
+    def on_chunk(self, chunk: Any) -> None:
+        now = perf_counter_ns()
+        n = self.chunks
+        if n:
+            gap = now - self.t_last
+            if gap > self.max_gap:
+                self.max_gap = gap
+            if self.gaps is not None:
+                self.gaps.append(gap)
+        else:
+            self.t_first = now
+        self.t_last = now
+        self.chunks = n + 1
+        asm = self.asm
+        try:
+            self.decoder.decode(chunk, asm)
+        except Exception as exc:
+            asm.decode_errors += 1
+            self.rt.internal_error(f"decode:{self.call.api}", exc)
+        if asm.deltas:
+            self._emit_deltas(n)
+
+    def on_response(self, response: Any) -> None:
+        """A non-streaming call's whole response."""
+        try:
+            self.decoder.decode_response(response, self.asm)  # type: ignore[attr-defined]
+        except Exception as exc:
+            self.asm.decode_errors += 1
+            self.rt.internal_error(f"decode_response:{self.call.api}", exc)
+
+    # -- end (exactly once) --------------------------------------------------------------------------
+    def finish(self, end: str, error: Optional[BaseException] = None) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.done = True
+        try:
+            self._finish(end, error)
+        except Exception as exc:
+            self.rt.internal_error("finish", exc)
+            self._end_span_fallback()
+
+    def _finish(self, end: str, error: Optional[BaseException]) -> None:
+        now = perf_counter_ns()
+        rt, call, asm = self.rt, self.call, self.asm
+        try:
+            self.decoder.finish(asm)
+        except Exception as exc:
+            asm.decode_errors += 1
+            rt.internal_error(f"decode_finish:{call.api}", exc)
+        outcome = Outcome(end=end, duration_s=(now - self.t0) / 1e9, chunks=self.chunks,  # type: ignore[arg-type]
+                          response_id=asm.response_id, response_model=asm.response_model,
+                          finish_reasons=asm.finish_reasons(), decode_errors=asm.decode_errors)
+        if self.chunks:
+            outcome.ttfc_s = (self.t_first - self.t0) / 1e9
+            if self.chunks > 1:
+                outcome.max_gap_s = self.max_gap / 1e9
+                outcome.mean_gap_s = (self.t_last - self.t_first) / (self.chunks - 1) / 1e9
+                outcome.gaps_ns = self.gaps
+        outcome.tool_calls = self._tool_calls()
+        outcome.json = self._json_summary(outcome)
+        info = None
+        if error is not None:
+            info = error_rules.classify_exception(error)
+            outcome.error = error
+        elif asm.error is not None:
+            info = error_rules.classify_stream_error(asm.error)
+            outcome.end = "error"
+        if info is not None:
+            outcome.error_type, outcome.error_message = info.error_type, info.message
+        outcome.usage = self._usage(outcome)
+        if rt.settings.capture_content:
+            outcome.output_messages = self._output_content(outcome)
+        outcome.extra = asm.extra
+        rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
+        if self.active_counted:
+            rt.instruments.active.add(-1, self.metric_attrs)
+        rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
+        if rt.listeners.active:
+            self._emit_end(outcome, info)
+
+    def _end_span_fallback(self) -> None:
+        try:
+            if self.span is not None and self.span.is_recording():
+                self.span.end()
+            if self.active_counted:
+                self.rt.instruments.active.add(-1, self.metric_attrs)
+        except Exception:
+            pass
+
+    # -- end-of-call processing ----------------------------------------------------------------------
+    def _tool_calls(self) -> List[ToolCall]:
+        from steer.processing.json_stream import parse_arguments
+
+        calls = []
+        for choice, call_id, name, whole, raw in self.asm.raw_tool_calls():
+            if whole is not None and not raw:
+                calls.append(ToolCall(id=call_id, name=name, arguments=whole, raw_arguments="", choice_index=choice))
+                continue
+            value, valid = parse_arguments(raw)
+            calls.append(ToolCall(id=call_id, name=name, arguments=value, raw_arguments=raw, choice_index=choice, valid_json=valid))
+        return calls
+
+    def _json_summary(self, outcome: Outcome) -> Optional[JsonSummary]:
+        tracker = self.json
+        if tracker is None:
+            if not self.asm.duplicates_dropped:
+                return None
+            return JsonSummary(duplicates_dropped=self.asm.duplicates_dropped)
+        truncated = outcome.end != "complete" or "length" in outcome.finish_reasons
+        result = tracker.finish(truncated=truncated)
+        self.json_result = result
+        return JsonSummary(objects=len(result.objects), duplicates_dropped=result.duplicates_dropped + self.asm.duplicates_dropped,
+                           valid=result.valid, repaired=result.repaired, error=result.error)
+
+    def _usage(self, outcome: Outcome) -> Usage:
+        asm = self.asm
+        if asm.usage is not None:
+            return asm.usage
+        if not self.rt.settings.estimate_usage:
+            return Usage(source="none")
+        from steer.processing.usage import estimate_usage
+
+        return estimate_usage(
+            provider=self.call.provider, model=asm.response_model or self.call.request_model, request=self.call.request,
+            output_text=asm.all_text(), reasoning_text=asm.joined_reasoning(),
+            tool_arguments=[c.raw_arguments or "" for c in outcome.tool_calls],
+            tool_names=[c.name or "" for c in outcome.tool_calls], api=self.call.api,
+        )
+
+    # -- content capture (only when on) --------------------------------------------------------------
+    def _input_content(self) -> Optional[Dict[str, Any]]:
+        extract = getattr(self.decoder, "input_content", None)
+        if extract is None:
+            return None
+        system, messages = extract(self.call.request)
+        return {"system": system, "input": messages}
+
+    def _output_content(self, outcome: Outcome) -> List[Dict[str, Any]]:
+        asm = self.asm
+        messages = []
+        for choice in sorted(set(asm.text) | set(asm.finish) | {c.choice_index for c in outcome.tool_calls} or {0}):
+            parts: List[Dict[str, Any]] = []
+            text = asm.joined_text(choice)
+            if text:
+                parts.append({"type": "text", "content": text})
+            for call in outcome.tool_calls:
+                if call.choice_index == choice:
+                    parts.append({"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments})
+            messages.append({"role": "assistant", "parts": parts, "finish_reason": asm.finish.get(choice, "")})
+        return messages
+
+    # -- events --------------------------------------------------------------------------------------
+    def _common(self) -> Dict[str, Any]:
+        return {
+            "provider": self.call.provider,
+            "model": self.asm.response_model or self.call.request_model,
+            "request_id": self.request_id,
+            "stream_id": self.stream_id,
+            "timestamp": time_ns() / 1e9,
+        }
+
+    def _emit_deltas(self, chunk_index: int) -> None:
+        deltas, self.asm.deltas = self.asm.deltas, []
+        emit, is_json = self.rt.listeners.emit, self.call.json_output
+        for kind, text, choice, call_id, name, index in deltas:  # type: ignore[union-attr]
+            emit(StreamDeltaEvent(**self._common(), delta=text, chunk_index=chunk_index, is_json=is_json or kind == "tool_call",
+                                  kind=kind, choice_index=choice, tool_call_id=call_id, tool_name=name, tool_call_index=index))  # type: ignore[arg-type]
+
+    def _emit_end(self, outcome: Outcome, info: Any) -> None:
+        emit, common = self.rt.listeners.emit, self._common()
+        usage = outcome.usage
+        if usage.source != "none":
+            emit(StreamUsageEvent(**common, usage=usage, is_estimated=usage.is_estimated, confidence=usage.confidence))
+        duration_ms = outcome.duration_s * 1e3
+        if info is not None:
+            event: StreamEvent = StreamErrorEvent(**common, error=outcome.error, error_type=info.error_type, is_retryable=info.retryable,
+                                                  message=info.message, total_chunks=outcome.chunks, duration_ms=duration_ms)
+        else:
+            result = self.json_result
+            event = StreamCompleteEvent(
+                **common, total_chunks=outcome.chunks, duration_ms=duration_ms,
+                ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
+                text=self.asm.all_text(), reasoning=self.asm.joined_reasoning(), tool_calls=outcome.tool_calls,
+                finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
+                end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)  # type: ignore[arg-type]
+        emit(event)

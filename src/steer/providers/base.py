@@ -1,0 +1,274 @@
+"""What every provider module shares: the per-call Assembly its decoder writes into, and the
+normalisation tables (finish reasons) that make providers look alike.
+
+Decoders are sans-IO: ``decode(chunk, assembly)`` reads one SDK chunk (or one parsed wire JSON value,
+seen through ``AttrView``) and records what it adds. They never do I/O and never know telemetry
+names, so the sync and async shells, the SDK path and the raw-bytes path all share them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+
+from steer.events import ToolCall, Usage
+
+# Provider finish/stop reasons -> the OpenAI-style vocabulary semconv examples use.
+FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "STOP": "stop",
+    "completed": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "MAX_TOKENS": "length",
+    "max_output_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "refusal": "content_filter",
+    "pause_turn": "pause",
+    "MALFORMED_FUNCTION_CALL": "error",
+    "error": "error",
+}
+
+
+def normalise_finish_reason(raw: Any) -> Optional[str]:
+    if raw is None:
+        return None
+    raw = getattr(raw, "value", raw)  # SDK enums (google-genai FinishReason)
+    text = str(raw)
+    return FINISH_REASONS.get(text, text.lower())
+
+
+class AttrView:
+    """Attribute access over parsed wire JSON, so one decoder serves SDK objects and raw dicts.
+
+    Missing keys read as None, like absent optional fields on SDK models; camelCase wire keys are
+    found from snake_case names (Gemini's REST JSON vs google-genai's models).
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: Dict[str, Any]) -> None:
+        self._d = data
+
+    @property
+    def __pydantic_extra__(self) -> Dict[str, Any]:
+        # Decoders read provider extensions (x_groq, reasoning_content, ...) from an SDK model's
+        # extras; for raw JSON every key is such a field.
+        return self._d
+
+    def __getattr__(self, name: str) -> Any:
+        d = self._d
+        value = d.get(name)
+        if value is None and "_" in name:
+            head, *rest = name.split("_")
+            value = d.get(head + "".join(p.title() for p in rest))
+        return view(value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.__getattr__(name)
+        return default if value is None else value
+
+
+def view(value: Any) -> Any:
+    if type(value) is dict:
+        return AttrView(value)
+    if type(value) is list:
+        return [view(v) for v in value]
+    return value
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """Read a field from an SDK model, an AttrView or a dict; None when absent."""
+    if type(obj) is dict:
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+class _ToolBuilder:
+    __slots__ = ("id", "name", "parts", "whole", "order")
+
+    def __init__(self, order: int) -> None:
+        self.id: Optional[str] = None
+        self.name: Optional[str] = None
+        self.parts: List[str] = []
+        self.whole: Any = None  # arguments that arrived complete (Gemini)
+        self.order = order
+
+
+Delta = Tuple[str, str, int, Optional[str], Optional[str], Optional[int]]  # kind, text, choice, id, name, idx
+
+
+class Assembly:
+    """Everything one call's output adds up to, written by the provider decoder as chunks arrive.
+
+    Cheap per call: appends to lists; joins and parses happen once, at the end. When somebody
+    listens for delta events, ``deltas`` is a list and each write also records a small tuple.
+    """
+
+    __slots__ = (
+        "text", "reasoning", "refusal", "tools", "finish", "usage", "response_id", "response_model",
+        "error", "deltas", "text_sink", "chars", "max_chars", "truncated", "duplicates_dropped",
+        "extra", "decode_errors", "_tool_order",
+    )
+
+    def __init__(self, max_chars: int = 4 * 1024 * 1024, want_deltas: bool = False) -> None:
+        self.text: Dict[int, List[str]] = {}
+        self.reasoning: Dict[int, List[str]] = {}
+        self.refusal: Dict[int, List[str]] = {}
+        self.tools: Dict[Tuple[int, Any], _ToolBuilder] = {}
+        self.finish: Dict[int, str] = {}
+        self.usage: Optional[Usage] = None  # reported usage, merged as it arrives
+        self.response_id: Optional[str] = None
+        self.response_model: Optional[str] = None
+        self.error: Optional[Dict[str, Any]] = None  # an error the provider sent inside the stream
+        self.deltas: Optional[List[Delta]] = [] if want_deltas else None
+        self.text_sink: Optional[Callable[[str], None]] = None  # JSON tracker for choice 0
+        self.chars = 0
+        self.max_chars = max_chars
+        self.truncated = False
+        self.duplicates_dropped = 0
+        self.extra: Dict[str, Any] = {}
+        self.decode_errors = 0
+        self._tool_order = 0
+
+    # -- writes (hot path) ----------------------------------------------------------------------------
+    def add_text(self, choice: int, s: str) -> None:
+        if not s:
+            return
+        if self._keep(s):
+            parts = self.text.get(choice)
+            if parts is None:
+                parts = self.text[choice] = []
+            parts.append(s)
+        if choice == 0 and self.text_sink is not None:
+            self.text_sink(s)
+        if self.deltas is not None:
+            self.deltas.append(("text", s, choice, None, None, None))
+
+    def add_reasoning(self, choice: int, s: str) -> None:
+        if not s:
+            return
+        if self._keep(s):
+            self.reasoning.setdefault(choice, []).append(s)
+        if self.deltas is not None:
+            self.deltas.append(("reasoning", s, choice, None, None, None))
+
+    def add_refusal(self, choice: int, s: str) -> None:
+        if not s:
+            return
+        if self._keep(s):
+            self.refusal.setdefault(choice, []).append(s)
+        if self.deltas is not None:
+            self.deltas.append(("refusal", s, choice, None, None, None))
+
+    def tool_fragment(
+        self, choice: int, key: Any, call_id: Optional[str], name: Optional[str], fragment: Optional[str]
+    ) -> None:
+        """A piece of a streamed tool call; ``key`` identifies the call within its choice."""
+        builder = self.tools.get((choice, key))
+        if builder is None:
+            builder = self.tools[(choice, key)] = _ToolBuilder(self._tool_order)
+            self._tool_order += 1
+        # Ids and names join like the SDKs' own accumulators do, except that a value re-sent
+        # verbatim (some OpenAI-compatible servers repeat them on every fragment) is kept once.
+        if call_id and call_id != builder.id:
+            builder.id = call_id if builder.id is None else builder.id + call_id
+        if name and name != builder.name:
+            builder.name = name if builder.name is None else builder.name + name
+        if fragment:
+            if self._keep(fragment):
+                builder.parts.append(fragment)
+            if self.deltas is not None:
+                self.deltas.append(("tool_call", fragment, choice, builder.id, builder.name, key if isinstance(key, int) else None))
+
+    def tool_whole(self, choice: int, key: Any, call_id: Optional[str], name: Optional[str], arguments: Any) -> None:
+        """A tool call that arrived complete (Gemini function calls)."""
+        self.tool_fragment(choice, key, call_id, name, None)
+        self.tools[(choice, key)].whole = arguments if arguments is not None else {}
+
+    def set_tool_arguments(self, choice: int, key: Any, full: str) -> bool:
+        """A provider re-sent a tool call's full arguments; keep one copy. True if it was a duplicate."""
+        builder = self.tools.get((choice, key))
+        if builder is None:
+            self.tool_fragment(choice, key, None, None, full)
+            return False
+        if "".join(builder.parts) == full:
+            self.duplicates_dropped += 1
+            return True
+        builder.parts = [full]  # the snapshot wins over fragments that went missing
+        return False
+
+    def set_finish(self, choice: int, raw: Any) -> None:
+        reason = normalise_finish_reason(raw)
+        if reason is not None:
+            self.finish[choice] = reason
+
+    def _keep(self, s: str) -> bool:
+        self.chars += len(s)
+        if self.chars <= self.max_chars:
+            return True
+        self.truncated = True
+        return False
+
+    # -- reads (end of call) --------------------------------------------------------------------------
+    def joined_text(self, choice: int = 0) -> str:
+        return "".join(self.text.get(choice, ()))
+
+    def all_text(self) -> str:
+        return "".join("".join(self.text[c]) for c in sorted(self.text))
+
+    def joined_reasoning(self) -> str:
+        return "".join("".join(self.reasoning[c]) for c in sorted(self.reasoning))
+
+    def finish_reasons(self) -> List[str]:
+        return [self.finish[c] for c in sorted(self.finish)]
+
+    def raw_tool_calls(self) -> List[Tuple[int, Optional[str], Optional[str], Any, str]]:
+        """(choice, id, name, whole-or-None, joined raw arguments) in arrival order."""
+        ordered = sorted(self.tools.items(), key=lambda kv: kv[1].order)
+        return [(choice, b.id, b.name, b.whole, "".join(b.parts)) for (choice, _), b in ordered]
+
+
+class Decoder(Protocol):
+    """One per call. ``decode`` is called for every chunk the SDK yields; ``finish`` once at the end."""
+
+    def decode(self, chunk: Any, asm: Assembly) -> None: ...
+
+    def finish(self, asm: Assembly) -> None: ...
+
+
+def make_usage(
+    input_tokens: Any = None,
+    output_tokens: Any = None,
+    total_tokens: Any = None,
+    cache_read: Any = None,
+    cache_creation: Any = None,
+    reasoning: Any = None,
+) -> Usage:
+    def as_int(v: Any) -> Optional[int]:
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    return Usage(
+        input_tokens=as_int(input_tokens),
+        output_tokens=as_int(output_tokens),
+        total_tokens=as_int(total_tokens),
+        cache_read_input_tokens=as_int(cache_read),
+        cache_creation_input_tokens=as_int(cache_creation),
+        reasoning_tokens=as_int(reasoning),
+        source="reported",
+        confidence=1.0,
+    )
+
+
+__all__ = ["Assembly", "AttrView", "Decoder", "ToolCall", "field_of", "make_usage", "normalise_finish_reason", "view"]

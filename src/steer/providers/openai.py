@@ -1,0 +1,255 @@
+"""OpenAI wire formats: Chat Completions and legacy Completions, for OpenAI and every
+OpenAI-compatible provider (Azure, xAI, OpenRouter, Groq, Mistral, DeepSeek, Together, ...).
+
+Decoders read SDK chunk models by attribute (or raw JSON through ``AttrView``): no per-chunk dict
+conversion. Provider extensions (``x_groq``, ``reasoning_content``) are read from the model's extras.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+from steer.call import CallInfo
+from steer.providers.base import Assembly, field_of, make_usage
+
+# Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
+_HOSTS: Tuple[Tuple[str, str], ...] = (
+    ("api.openai.com", "openai"),
+    (".openai.azure.com", "azure.ai.openai"),
+    (".cognitiveservices.azure.com", "azure.ai.openai"),
+    (".services.ai.azure.com", "azure.ai.inference"),
+    ("api.x.ai", "x_ai"),
+    ("openrouter.ai", "openrouter"),
+    ("api.groq.com", "groq"),
+    ("api.mistral.ai", "mistral_ai"),
+    ("api.deepseek.com", "deepseek"),
+    ("api.together.xyz", "together"),
+    ("api.together.ai", "together"),
+    ("api.perplexity.ai", "perplexity"),
+    ("api.fireworks.ai", "fireworks"),
+    ("generativelanguage.googleapis.com", "gcp.gemini"),
+)
+
+
+def provider_from_url(base_url: Any, default: str = "openai") -> Tuple[str, Optional[str], Optional[int]]:
+    """(provider name, server.address, server.port) from a client's base URL."""
+    try:
+        parts = urlsplit(str(base_url))
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    except (ValueError, TypeError):
+        return default, None, None
+    for suffix, name in _HOSTS:
+        if host == suffix.lstrip(".") or host.endswith(suffix):
+            return name, host or None, port
+    return default, host or None, port
+
+
+def _stop_list(stop: Any) -> Optional[List[str]]:
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    return None
+
+
+def _response_format_type(fmt: Any) -> Optional[str]:
+    if isinstance(fmt, Mapping):
+        return fmt.get("type")
+    if isinstance(fmt, type):  # .parse(response_format=PydanticModel)
+        return "json_schema"
+    return None
+
+
+def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str], port: Optional[int],
+                   operation: str = "chat", api: str = "openai.chat.completions") -> CallInfo:
+    fmt = _response_format_type(kwargs.get("response_format"))
+    params: Dict[str, Any] = {
+        "max_tokens": kwargs.get("max_completion_tokens", kwargs.get("max_tokens")),
+        "temperature": kwargs.get("temperature"),
+        "top_p": kwargs.get("top_p"),
+        "frequency_penalty": kwargs.get("frequency_penalty"),
+        "presence_penalty": kwargs.get("presence_penalty"),
+        "stop_sequences": _stop_list(kwargs.get("stop")),
+        "seed": kwargs.get("seed"),
+    }
+    n = kwargs.get("n")
+    if isinstance(n, int) and n != 1:
+        params["choice_count"] = n
+    if fmt:
+        params["output_type"] = "json" if fmt in ("json_object", "json_schema") else "text"
+    extra: Dict[str, Any] = {"api_type": "chat_completions" if operation == "chat" else "completions"}
+    if kwargs.get("service_tier"):
+        extra["request_service_tier"] = kwargs["service_tier"]
+    return CallInfo(
+        provider=provider,
+        api=api,
+        operation=operation,
+        request_model=kwargs.get("model") if isinstance(kwargs.get("model"), str) else None,
+        streaming=bool(kwargs.get("stream")),
+        server_address=address,
+        server_port=port,
+        params={k: v for k, v in params.items() if v is not None and not _is_not_given(v)},
+        request=dict(kwargs),
+        json_output=fmt in ("json_object", "json_schema"),
+        extra=extra,
+    )
+
+
+def _is_not_given(value: Any) -> bool:
+    # The SDKs' NOT_GIVEN / Omit sentinels are falsy singletons of their own classes.
+    return type(value).__name__ in ("NotGiven", "Omit")
+
+
+def usage_from(u: Any):
+    details_in = field_of(u, "prompt_tokens_details")
+    details_out = field_of(u, "completion_tokens_details")
+    return make_usage(
+        input_tokens=field_of(u, "prompt_tokens"),
+        output_tokens=field_of(u, "completion_tokens"),
+        total_tokens=field_of(u, "total_tokens"),
+        cache_read=field_of(details_in, "cached_tokens") if details_in is not None else None,
+        cache_creation=field_of(details_in, "cache_write_tokens") if details_in is not None else None,
+        reasoning=field_of(details_out, "reasoning_tokens") if details_out is not None else None,
+    )
+
+
+class ChatDecoder:
+    """``chat.completion.chunk`` stream (and the non-streaming ``chat.completion``)."""
+
+    __slots__ = ()
+
+    def decode(self, chunk: Any, asm: Assembly) -> None:
+        if asm.response_model is None:
+            # Azure's first chunk has empty id/model (prompt filter results only): take the first real one.
+            if chunk.model:
+                asm.response_model = chunk.model
+            if chunk.id:
+                asm.response_id = chunk.id
+        choices = chunk.choices
+        if choices:
+            for choice in choices:
+                index = choice.index or 0
+                delta = choice.delta
+                if delta is not None:
+                    content = delta.content
+                    if content:
+                        asm.add_text(index, content)
+                    calls = delta.tool_calls
+                    if calls:
+                        for call in calls:
+                            fn = call.function
+                            asm.tool_fragment(
+                                index, call.index, call.id,
+                                fn.name if fn is not None else None,
+                                fn.arguments if fn is not None else None,
+                            )
+                    if delta.refusal:
+                        asm.add_refusal(index, delta.refusal)
+                    extra = delta.__pydantic_extra__
+                    if extra:
+                        # DeepSeek/xAI: reasoning_content; OpenRouter/Groq: reasoning.
+                        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+                        if isinstance(reasoning, str):
+                            asm.add_reasoning(index, reasoning)
+                if choice.finish_reason:
+                    asm.set_finish(index, choice.finish_reason)
+        usage = chunk.usage
+        if usage is None:
+            extra = chunk.__pydantic_extra__
+            if extra:
+                groq = extra.get("x_groq")
+                usage = field_of(groq, "usage") if groq is not None else None
+        if usage is not None:
+            asm.usage = usage_from(usage)
+
+    def decode_response(self, resp: Any, asm: Assembly) -> None:
+        asm.response_id = resp.id or None
+        asm.response_model = resp.model or None
+        for choice in resp.choices or ():
+            index = choice.index or 0
+            message = choice.message
+            if message is not None:
+                if message.content:
+                    asm.add_text(index, message.content)
+                if getattr(message, "refusal", None):
+                    asm.add_refusal(index, message.refusal)
+                for position, call in enumerate(getattr(message, "tool_calls", None) or ()):
+                    fn = getattr(call, "function", None)
+                    asm.tool_fragment(index, position, call.id, getattr(fn, "name", None), getattr(fn, "arguments", None))
+                extra = message.__pydantic_extra__
+                if extra:
+                    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+                    if isinstance(reasoning, str):
+                        asm.add_reasoning(index, reasoning)
+            if choice.finish_reason:
+                asm.set_finish(index, choice.finish_reason)
+        if resp.usage is not None:
+            asm.usage = usage_from(resp.usage)
+
+    def finish(self, asm: Assembly) -> None:
+        return None
+
+    @staticmethod
+    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+        return input_messages(request)
+
+
+class CompletionDecoder(ChatDecoder):
+    """Legacy ``text_completion`` chunks: ``choices[].text`` instead of ``delta.content``."""
+
+    __slots__ = ()
+
+    def decode(self, chunk: Any, asm: Assembly) -> None:
+        if asm.response_model is None and chunk.model:
+            asm.response_model = chunk.model
+            asm.response_id = chunk.id or None
+        for choice in chunk.choices or ():
+            index = choice.index or 0
+            if choice.text:
+                asm.add_text(index, choice.text)
+            if choice.finish_reason:
+                asm.set_finish(index, choice.finish_reason)
+        if chunk.usage is not None:
+            asm.usage = usage_from(chunk.usage)
+
+    decode_response = decode
+
+
+def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(system instructions parts, input messages) in the semconv JSON shape, for content capture."""
+    system: List[Dict[str, Any]] = []
+    messages: List[Dict[str, Any]] = []
+    if not request:
+        return system, messages
+    prompt = request.get("prompt")
+    if isinstance(prompt, str):
+        messages.append({"role": "user", "parts": [{"type": "text", "content": prompt}]})
+    for message in request.get("messages") or ():
+        if not isinstance(message, Mapping):
+            continue
+        role = message.get("role", "user")
+        parts = _content_parts(message.get("content"))
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+            parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"), "arguments": fn.get("arguments")})
+        if role == "tool":
+            parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"), "response": message.get("content")}]
+        if role in ("system", "developer"):
+            system.extend(parts)
+        else:
+            messages.append({"role": role, "parts": parts})
+    return system, messages
+
+
+def _content_parts(content: Any) -> List[Dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: List[Dict[str, Any]] = []
+    for item in content or ():
+        if isinstance(item, Mapping) and item.get("type") == "text":
+            parts.append({"type": "text", "content": item.get("text", "")})
+        elif isinstance(item, Mapping):
+            parts.append({"type": str(item.get("type", "unknown"))})  # media: type only, never the bytes
+    return parts

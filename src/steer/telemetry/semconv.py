@@ -1,0 +1,80 @@
+"""Every telemetry name steer emits, in one place.
+
+GenAI semantic conventions as released in semantic-conventions v1.41 (Development status); a later
+version is an edit of this file. steer's own names (no convention exists) live under ``steer.*``.
+"""
+
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
+INSTRUMENTATION_SCOPE = "steer"
+
+# --- span attributes (semconv) ----------------------------------------------------------------------
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_STREAM = "gen_ai.request.stream"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_TOP_P = "gen_ai.request.top_p"
+REQUEST_TOP_K = "gen_ai.request.top_k"
+REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+REQUEST_SEED = "gen_ai.request.seed"
+REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+OUTPUT_TYPE = "gen_ai.output.type"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+OPENAI_API_TYPE = "openai.api.type"
+OPENAI_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+TOKEN_TYPE = "gen_ai.token.type"
+
+# --- span attributes (steer) ------------------------------------------------------------------------
+STREAM_CHUNKS = "steer.stream.chunks"
+STREAM_MAX_CHUNK_GAP = "steer.stream.max_chunk_gap"
+STREAM_MEAN_CHUNK_GAP = "steer.stream.mean_chunk_gap"
+STREAM_END = "steer.stream.end"
+USAGE_SOURCE = "steer.usage.source"
+USAGE_ESTIMATED_INPUT_TOKENS = "steer.usage.estimated.input_tokens"
+USAGE_ESTIMATED_OUTPUT_TOKENS = "steer.usage.estimated.output_tokens"
+USAGE_CONFIDENCE = "steer.usage.confidence"
+USAGE_ESTIMATE_METHOD = "steer.usage.estimate_method"
+JSON_OBJECTS = "steer.json.objects"
+JSON_DUPLICATES_DROPPED = "steer.json.duplicates_dropped"
+JSON_VALID = "steer.json.valid"
+JSON_REPAIRED = "steer.json.repaired"
+JSON_ERROR = "steer.json.error"
+TOOL_CALLS = "steer.tool_calls"
+DECODE_ERRORS = "steer.decode.errors"
+
+# --- metrics ----------------------------------------------------------------------------------------
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_STREAM_CHUNKS = "steer.client.stream.chunks"
+METRIC_TOKEN_USAGE_ESTIMATED = "steer.client.token.usage.estimated"
+METRIC_STREAMS_ACTIVE = "steer.client.streams.active"
+METRIC_INTERNAL_ERRORS = "steer.internal.errors"
+
+# Explicit bucket advice, as semconv gives it.
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+
+# The only attributes allowed on metrics (bounded cardinality: no ids, no content).
+METRIC_ATTRIBUTES = (OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPONSE_MODEL, SERVER_ADDRESS, SERVER_PORT, ERROR_TYPE)
+
+ERROR_TYPE_OTHER = "_OTHER"

@@ -1,0 +1,159 @@
+"""One CLIENT span per call: started before the request goes out, ended exactly once.
+
+The span is never made current across a ``yield``: callers pass it explicitly, and only
+``attach_around`` (synchronous work, same thread or task) ever touches the context.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional
+
+from steer.call import CallInfo, Outcome
+from steer.config import Settings
+from steer.telemetry import semconv as sc
+
+_PARAMS = {
+    "max_tokens": sc.REQUEST_MAX_TOKENS,
+    "temperature": sc.REQUEST_TEMPERATURE,
+    "top_p": sc.REQUEST_TOP_P,
+    "top_k": sc.REQUEST_TOP_K,
+    "frequency_penalty": sc.REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": sc.REQUEST_PRESENCE_PENALTY,
+    "stop_sequences": sc.REQUEST_STOP_SEQUENCES,
+    "seed": sc.REQUEST_SEED,
+    "choice_count": sc.REQUEST_CHOICE_COUNT,
+    "output_type": sc.OUTPUT_TYPE,
+}
+_EXTRA = {
+    "api_type": sc.OPENAI_API_TYPE,
+    "service_tier": sc.OPENAI_SERVICE_TIER,
+    "system_fingerprint": sc.OPENAI_SYSTEM_FINGERPRINT,
+}
+
+
+class SpanRecorder:
+    def __init__(self, tracer_provider: Any, settings: Settings) -> None:
+        from opentelemetry import trace
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        from steer.telemetry.metrics import _version
+
+        self._tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, _version(), tracer_provider, schema_url=sc.SCHEMA_URL)
+        self._kind = SpanKind.CLIENT
+        self._error_status = Status
+        self._error_code = StatusCode.ERROR
+        self._settings = settings
+
+    def start(self, call: CallInfo, wall_ns: int, content: Optional[Dict[str, Any]] = None) -> Any:
+        name = f"{call.operation} {call.request_model}" if call.request_model else call.operation
+        attrs: Dict[str, Any] = {
+            sc.OPERATION_NAME: call.operation,
+            sc.PROVIDER_NAME: call.provider,
+            sc.REQUEST_STREAM: call.streaming,
+        }
+        if call.request_model:
+            attrs[sc.REQUEST_MODEL] = call.request_model
+        if call.server_address:
+            attrs[sc.SERVER_ADDRESS] = call.server_address
+        if call.server_port:
+            attrs[sc.SERVER_PORT] = call.server_port
+        for key, value in call.params.items():
+            name_ = _PARAMS.get(key)
+            if name_ and isinstance(value, (bool, int, float, str, list, tuple)):
+                attrs[name_] = value
+        for key, value in call.extra.items():
+            name_ = _EXTRA.get(key)
+            if name_ and isinstance(value, (bool, int, float, str)):
+                attrs[name_] = value
+        if content:
+            attrs.update(self._content_attrs(content))
+        return self._tracer.start_span(name, kind=self._kind, attributes=attrs, start_time=wall_ns)
+
+    def end(self, span: Any, call: CallInfo, outcome: Outcome, end_wall_ns: int) -> None:
+        attrs: Dict[str, Any] = {}
+        if outcome.response_id:
+            attrs[sc.RESPONSE_ID] = outcome.response_id
+        if outcome.response_model:
+            attrs[sc.RESPONSE_MODEL] = outcome.response_model
+        if outcome.finish_reasons:
+            attrs[sc.RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
+        if call.streaming:
+            attrs[sc.STREAM_CHUNKS] = outcome.chunks
+            attrs[sc.STREAM_END] = outcome.end
+            if outcome.ttfc_s is not None:
+                attrs[sc.RESPONSE_TIME_TO_FIRST_CHUNK] = outcome.ttfc_s
+            if outcome.max_gap_s is not None:
+                attrs[sc.STREAM_MAX_CHUNK_GAP] = outcome.max_gap_s
+                attrs[sc.STREAM_MEAN_CHUNK_GAP] = outcome.mean_gap_s
+        self._usage_attrs(attrs, outcome)
+        if outcome.json is not None:
+            j = outcome.json
+            attrs[sc.JSON_OBJECTS] = j.objects
+            attrs[sc.JSON_DUPLICATES_DROPPED] = j.duplicates_dropped
+            if j.valid is not None:
+                attrs[sc.JSON_VALID] = j.valid
+            attrs[sc.JSON_REPAIRED] = j.repaired
+            if j.error:
+                attrs[sc.JSON_ERROR] = j.error
+        if outcome.tool_calls:
+            attrs[sc.TOOL_CALLS] = len(outcome.tool_calls)
+        if outcome.decode_errors:
+            attrs[sc.DECODE_ERRORS] = outcome.decode_errors
+        for key, value in outcome.extra.items():
+            name_ = _EXTRA.get(key)
+            if name_ and isinstance(value, (bool, int, float, str)):
+                attrs[name_] = value
+        if outcome.output_messages is not None:
+            attrs.update(self._content_attrs({"output": outcome.output_messages}))
+        if outcome.error_type:
+            attrs[sc.ERROR_TYPE] = outcome.error_type
+            span.set_status(self._error_status(self._error_code, outcome.error_message or outcome.error_type))
+            if outcome.error is not None:
+                span.record_exception(outcome.error, escaped=True)
+        span.set_attributes(attrs)
+        span.end(end_time=end_wall_ns)
+
+    @staticmethod
+    def _usage_attrs(attrs: Dict[str, Any], outcome: Outcome) -> None:
+        usage = outcome.usage
+        attrs[sc.USAGE_SOURCE] = usage.source
+        if usage.source == "reported":
+            for key, value in (
+                (sc.USAGE_INPUT_TOKENS, usage.input_tokens),
+                (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
+                (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
+                (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
+                (sc.USAGE_REASONING_TOKENS, usage.reasoning_tokens),
+            ):
+                if value is not None:
+                    attrs[key] = value
+        elif usage.source == "estimated":
+            # An estimate never goes into gen_ai.usage.*: it is labelled as steer's own.
+            if usage.input_tokens is not None:
+                attrs[sc.USAGE_ESTIMATED_INPUT_TOKENS] = usage.input_tokens
+            if usage.output_tokens is not None:
+                attrs[sc.USAGE_ESTIMATED_OUTPUT_TOKENS] = usage.output_tokens
+            if usage.confidence is not None:
+                attrs[sc.USAGE_CONFIDENCE] = usage.confidence
+            if usage.method:
+                attrs[sc.USAGE_ESTIMATE_METHOD] = usage.method
+
+    def _content_attrs(self, content: Dict[str, Any]) -> Dict[str, str]:
+        names = {"system": sc.SYSTEM_INSTRUCTIONS, "input": sc.INPUT_MESSAGES, "output": sc.OUTPUT_MESSAGES}
+        out: Dict[str, str] = {}
+        for key, value in content.items():
+            if value:
+                out[names[key]] = self.render_content(value)
+        return out
+
+    def render_content(self, value: List[Any]) -> str:
+        """JSON, redacted by the user's hook, then capped: content never leaves unbounded or unredacted."""
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if self._settings.redact is not None:
+            try:
+                text = str(self._settings.redact(text))
+            except Exception:
+                return "[steer: redaction hook failed; content withheld]"  # never leak unredacted content
+        cap = self._settings.content_max_chars
+        return text if len(text) <= cap else text[:cap] + "…[truncated]"

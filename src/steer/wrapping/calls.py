@@ -1,0 +1,115 @@
+"""Call wrappers (sync and async): open a Session before the request goes out, hand back the SDK's
+own result — observed through a transparent proxy when it is a stream.
+
+The span is current only around the request itself (synchronous work in this thread or task), so
+spans below (the SDK's, httpx's) nest under it, and no context is held across a ``yield``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from typing import Any, Callable, Optional
+
+from steer.pipeline import Runtime, Session
+from steer.wrapping.proxies import AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, SyncStreamProxy
+from steer.wrapping.specs import ApiSpec
+
+# Set while an instrumented SDK call is sending its request: inner layers (our httpx hook, a patched
+# method the SDK calls internally) stay silent, so one call gives one span.
+IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("steer_in_call", default=False)
+
+RuntimeGetter = Callable[[], Optional[Runtime]]
+
+
+def open_session(rt: Runtime, spec: ApiSpec, instance: Any, args: tuple, kwargs: dict) -> Optional[Session]:
+    try:
+        call = spec.call_info(instance, args, kwargs, rt.settings)
+        return Session(rt, call, spec.decoder())
+    except Exception as exc:
+        rt.internal_error(f"open:{spec.api}", exc)
+        return None
+
+
+def _enter(session: Session) -> Any:
+    try:
+        from opentelemetry import context, trace
+
+        ctx = trace.set_span_in_context(session.span)
+        return context.attach(ctx)
+    except Exception as exc:
+        session.rt.internal_error("attach", exc)
+        return None
+
+
+def _exit(session: Session, token: Any) -> None:
+    if token is None:
+        return
+    try:
+        from opentelemetry import context
+
+        context.detach(token)
+    except Exception as exc:
+        session.rt.internal_error("detach", exc)
+
+
+def observe_result(session: Session, result: Any, is_async: bool) -> Any:
+    """Wrap what the SDK returned, or record it when the call is already complete."""
+    try:
+        if hasattr(result, "http_response") and hasattr(result, "parse"):
+            proxy = AsyncRawResponseProxy if inspect.iscoroutinefunction(type(result).parse) else RawResponseProxy
+            return proxy(result, session, AsyncStreamProxy if is_async else SyncStreamProxy)
+        if session.call.streaming:
+            return (AsyncStreamProxy if is_async else SyncStreamProxy)(result, session)
+        session.on_response(result)
+        session.finish("complete")
+    except Exception as exc:
+        session.rt.internal_error("observe", exc)
+        session.finish("complete")
+    return result
+
+
+def sync_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        rt = get_runtime()
+        if rt is None or IN_CALL.get():
+            return wrapped(*args, **kwargs)
+        session = open_session(rt, spec, instance, args, kwargs)
+        if session is None:
+            return wrapped(*args, **kwargs)
+        flag = IN_CALL.set(True)
+        token = _enter(session)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            session.finish("error", exc)
+            raise
+        finally:
+            _exit(session, token)
+            IN_CALL.reset(flag)
+        return observe_result(session, result, is_async=False)
+
+    return wrapper
+
+
+def async_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        rt = get_runtime()
+        if rt is None or IN_CALL.get():
+            return await wrapped(*args, **kwargs)
+        session = open_session(rt, spec, instance, args, kwargs)
+        if session is None:
+            return await wrapped(*args, **kwargs)
+        flag = IN_CALL.set(True)
+        token = _enter(session)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            session.finish("error", exc)
+            raise
+        finally:
+            _exit(session, token)
+            IN_CALL.reset(flag)
+        return observe_result(session, result, is_async=True)
+
+    return wrapper

@@ -1,0 +1,48 @@
+"""OpenAI SDK patch targets: Chat Completions (create, parse) and legacy Completions, sync and async.
+
+The resource methods are patched on their classes, so every client (OpenAI, AsyncOpenAI,
+AzureOpenAI, and OpenAI-compatible base URLs) is covered; the provider is read from each call's
+client base URL. ``chat.completions.stream()`` calls ``create`` and is covered through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from steer.call import CallInfo
+from steer.config import Settings
+from steer.providers import openai as provider
+from steer.wrapping.specs import ApiSpec, Target, client_base_url
+
+
+def _endpoint(instance: Any, settings: Settings):
+    name, host, port = provider.provider_from_url(client_base_url(instance))
+    return settings.provider_name_override or name, host, port
+
+
+def _chat(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
+    name, host, port = _endpoint(instance, settings)
+    return provider.chat_call_info(kwargs, provider=name, address=host, port=port)
+
+
+def _completion(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
+    name, host, port = _endpoint(instance, settings)
+    return provider.chat_call_info(kwargs, provider=name, address=host, port=port,
+                                   operation="text_completion", api="openai.completions")
+
+
+CHAT = ApiSpec("openai.chat.completions", _chat, provider.ChatDecoder)
+COMPLETIONS = ApiSpec("openai.completions", _completion, provider.CompletionDecoder)
+
+_CHAT_MODULE = "openai.resources.chat.completions.completions"
+_COMPLETIONS_MODULE = "openai.resources.completions"
+
+TARGETS: List[Target] = [
+    Target("openai", _CHAT_MODULE, "Completions", "create", CHAT, is_async=False),
+    Target("openai", _CHAT_MODULE, "AsyncCompletions", "create", CHAT, is_async=True),
+    # parse() posts directly (not through create): patched on its own, never streaming.
+    Target("openai", _CHAT_MODULE, "Completions", "parse", CHAT, is_async=False),
+    Target("openai", _CHAT_MODULE, "AsyncCompletions", "parse", CHAT, is_async=True),
+    Target("openai", _COMPLETIONS_MODULE, "Completions", "create", COMPLETIONS, is_async=False),
+    Target("openai", _COMPLETIONS_MODULE, "AsyncCompletions", "create", COMPLETIONS, is_async=True),
+]

@@ -1,0 +1,157 @@
+"""Transparent stream proxies: the SDK's own object, same type and surface, plus a Session.
+
+Only the iteration shells exist twice (sync and async); all state lives in the Session. Proxy state
+is kept in ``_self_*`` attributes (wrapt's rule), so nothing is ever written onto SDK objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wrapt
+
+from steer.pipeline import Session
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):
+    """Wraps an iterator-style stream (openai/anthropic ``Stream``)."""
+
+    def __init__(self, wrapped: Any, session: Session) -> None:
+        super().__init__(wrapped)
+        self._self_session = session
+
+    def __iter__(self) -> "SyncStreamProxy":
+        return self
+
+    def __next__(self) -> Any:
+        session = self._self_session
+        try:
+            chunk = self.__wrapped__.__next__()
+        except StopIteration:
+            session.finish("complete")
+            raise
+        except BaseException as exc:  # the SDK's exception: recorded, then re-raised untouched
+            session.finish("error", exc)
+            raise
+        try:
+            session.on_chunk(chunk)
+        except Exception as exc:  # steer's own failure: never the caller's problem
+            session.rt.internal_error("on_chunk", exc)
+        return chunk
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_session.finish("closed_early")
+
+    def __enter__(self) -> "SyncStreamProxy":
+        self.__wrapped__.__enter__()
+        return self  # `with stream as s` binds the proxy, so iteration stays observed
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_session.finish("closed_early")
+
+    def __del__(self) -> None:
+        # Abandoned without close: end the span here. No context is attached or detached, so this is
+        # safe from any thread or from the loop's async-generator finaliser.
+        session = getattr(self, "_self_session", None)
+        if session is not None and not session.done:
+            session.finish("abandoned")
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    """Wraps an async-iterator-style stream (openai/anthropic ``AsyncStream``)."""
+
+    def __init__(self, wrapped: Any, session: Session) -> None:
+        super().__init__(wrapped)
+        self._self_session = session
+
+    def __aiter__(self) -> "AsyncStreamProxy":
+        return self
+
+    async def __anext__(self) -> Any:
+        session = self._self_session
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            session.finish("complete")
+            raise
+        except BaseException as exc:
+            session.finish("error", exc)
+            raise
+        try:
+            session.on_chunk(chunk)
+        except Exception as exc:
+            session.rt.internal_error("on_chunk", exc)
+        return chunk
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_session.finish("closed_early")
+
+    async def aclose(self) -> Any:
+        inner = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+        try:
+            return await inner()
+        finally:
+            self._self_session.finish("closed_early")
+
+    async def __aenter__(self) -> "AsyncStreamProxy":
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_session.finish("closed_early")
+
+    def __del__(self) -> None:
+        session = getattr(self, "_self_session", None)
+        if session is not None and not session.done:
+            session.finish("abandoned")
+
+
+class RawResponseProxy(wrapt.ObjectProxy):
+    """``with_raw_response`` results: ``parse()`` hands back the observed stream (or records the body)."""
+
+    def __init__(self, wrapped: Any, session: Session, stream_proxy: type) -> None:
+        super().__init__(wrapped)
+        self._self_session = session
+        self._self_stream_proxy = stream_proxy
+        self._self_parsed: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        return self._self_observe(parsed)
+
+    def _self_observe(self, parsed: Any) -> Any:
+        session = self._self_session
+        if self._self_parsed is not None and self._self_parsed.__wrapped__ is parsed:
+            return self._self_parsed  # the SDK caches parse(); so do we
+        try:
+            if session.call.streaming:
+                self._self_parsed = self._self_stream_proxy(parsed, session)
+                return self._self_parsed
+            session.on_response(parsed)
+            session.finish("complete")
+        except Exception as exc:
+            session.rt.internal_error("raw_parse", exc)
+        return parsed
+
+    def __del__(self) -> None:
+        session = getattr(self, "_self_session", None)
+        if session is not None and not session.done and self._self_parsed is None:
+            session.finish("abandoned")
+
+
+class AsyncRawResponseProxy(RawResponseProxy):
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        parsed = await self.__wrapped__.parse(*args, **kwargs)
+        return self._self_observe(parsed)

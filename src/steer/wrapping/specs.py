@@ -1,0 +1,39 @@
+"""Patch targets as data: which SDK method, which API it speaks, how to read the call's request.
+
+An ``ApiSpec`` says how to describe a call (``call_info``) and how to decode what comes back
+(``decoder``); a ``Target`` says where it is patched. Each provider has its own targets module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from steer.call import CallInfo
+from steer.config import Settings
+from steer.providers.base import Decoder
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    api: str
+    call_info: Callable[[Any, tuple, dict, Settings], CallInfo]
+    decoder: Callable[[], Decoder]
+
+
+@dataclass(frozen=True)
+class Target:
+    provider_group: str  # the instrument(providers=...) name that turns it on: "openai", "anthropic", ...
+    module: str  # where the owner class lives
+    owner: str  # class name (dotted for nested)
+    attribute: str  # the method patched on the class
+    spec: ApiSpec
+    is_async: bool
+    # Builds the wrapt wrapper from (spec, get_runtime); None: the standard sync/async call wrapper.
+    wrapper_factory: Optional[Callable[..., Any]] = None
+
+
+def client_base_url(instance: Any) -> Any:
+    """A Stainless SDK resource's client base URL (``resource._client.base_url``)."""
+    client = getattr(instance, "_client", None)
+    return getattr(client, "base_url", None)
