@@ -1,0 +1,71 @@
+"""Shared fixtures: in-memory OpenTelemetry SDK providers and steer instrumented against them."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Dict, List
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import steer
+
+
+class Telemetry:
+    """What steer emitted: finished spans and metric points, read back from the SDK."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> List[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def genai_spans(self) -> List[Any]:
+        return [s for s in self.spans() if "gen_ai.operation.name" in (s.attributes or {})]
+
+    def metrics(self) -> Dict[str, List[Any]]:
+        """metric name -> data points (cumulative since the start of the test)."""
+        out: Dict[str, List[Any]] = {}
+        data = self.reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+    def active_streams(self) -> int:
+        return sum(p.value for p in self.metrics().get("steer.client.streams.active", []))
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@pytest.fixture
+def telemetry() -> Any:
+    t = Telemetry()
+    yield t
+    t.tracer_provider.shutdown()
+    t.meter_provider.shutdown()
+
+
+@pytest.fixture
+def instrumented(telemetry: Telemetry) -> Any:
+    """Call ``instrumented(**options)`` to instrument against ``telemetry``; undone after the test."""
+
+    def apply(**options: Any) -> Telemetry:
+        options.setdefault("tracer_provider", telemetry.tracer_provider)
+        options.setdefault("meter_provider", telemetry.meter_provider)
+        steer.instrument(**options)
+        return telemetry
+
+    yield apply
+    steer.uninstrument()
+    gc.collect()
