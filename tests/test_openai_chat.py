@@ -61,9 +61,10 @@ def sdk_assembly(chunks: List[Any]) -> Dict[str, Any]:
     except RuntimeError:  # the SDK refuses OpenRouter's index-less `reasoning_details` lists
         return plain_join(chunks)
     final = state.current_completion_snapshot  # get_final_completion() refuses finish_reason "length"
-    out: Dict[str, Any] = {"text": "", "tool_calls": [], "finish": []}
+    out: Dict[str, Any] = {"texts": [], "tool_calls": [], "finish": []}
     for choice in sorted(final.choices, key=lambda c: c.index):
-        out["text"] += choice.message.content or ""
+        if choice.message.content:
+            out["texts"].append(choice.message.content)
         for call in choice.message.tool_calls or []:
             out["tool_calls"].append((call.id, call.function.name, json.loads(call.function.arguments or "{}")))
         if choice.finish_reason:
@@ -83,7 +84,7 @@ def plain_join(chunks: List[Any]) -> Dict[str, Any]:
                 entry[2] += call.function.arguments or ""
             if choice.finish_reason:
                 finish[choice.index] = choice.finish_reason
-    return {"text": "".join(text[i] for i in sorted(text)),
+    return {"texts": [text[i] for i in sorted(text) if text[i]],
             "tool_calls": [(i, n, json.loads(a or "{}")) for i, n, a in calls.values()],
             "finish": [finish[i] for i in sorted(finish)]}
 
@@ -125,7 +126,8 @@ async def test_recording_assembles_like_the_sdk(recording: Dict[str, Any], mode:
 
     (event,) = completed
     sdk = sdk_assembly(chunks)
-    assert event.text == sdk["text"]
+    assert event.choice_texts == sdk["texts"]
+    assert event.text == (sdk["texts"][0] if sdk["texts"] else "")
     assert [(c.id, c.name, c.arguments) for c in event.tool_calls] == sdk["tool_calls"]
     assert event.finish_reasons == sdk["finish"]
     assert attrs["steer.stream.end"] == "complete"
@@ -156,7 +158,7 @@ async def test_recording_assembles_like_the_sdk(recording: Dict[str, Any], mode:
         for point in points:
             assert set(point.attributes) <= {
                 "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
-                "server.address", "server.port", "error.type", "gen_ai.token.type"}
+                "server.address", "server.port", "error.type", "gen_ai.token.type", "steer.json.valid"}
     assert telemetry.active_streams() == 0
 
 

@@ -104,7 +104,8 @@ class StreamCompleteEvent(StreamEvent):
     duration_ms: float = 0.0
     ttft_ms: Optional[float] = None
     final_usage: Optional[Usage] = None
-    text: str = ""
+    text: str = ""  # the first choice's output text, as the provider's SDK assembles it
+    choice_texts: List[str] = field(default_factory=list)  # every choice's text, by choice index (n > 1)
     reasoning: str = ""
     tool_calls: List[ToolCall] = field(default_factory=list)
     finish_reasons: List[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ logged once, counted, and never reach the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid
@@ -172,6 +173,9 @@ class Session:
         info = None
         if error is not None:
             info = error_rules.classify_exception(error)
+            named = getattr(self.decoder, "error_type", None)  # a provider's own error names (Anthropic's error.type)
+            if named is not None and named(error):
+                info = dataclasses.replace(info, error_type=named(error))
             outcome.error = error
         elif asm.error is not None:
             info = error_rules.classify_stream_error(asm.error)
@@ -229,6 +233,8 @@ class Session:
             return asm.usage
         if not self.rt.settings.estimate_usage:
             return Usage(source="none")
+        if outcome.error is not None and not self.chunks and not asm.chars:
+            return Usage(source="none")  # the request failed before any output: nothing to estimate
         from steer.processing.usage import estimate_usage
 
         return estimate_usage(
@@ -291,7 +297,8 @@ class Session:
             event = StreamCompleteEvent(
                 **common, total_chunks=outcome.chunks, duration_ms=duration_ms,
                 ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
-                text=self.asm.all_text(), reasoning=self.asm.joined_reasoning(), tool_calls=outcome.tool_calls,
+                text=self.asm.joined_text(min(self.asm.text, default=0)), reasoning=self.asm.joined_reasoning(),
+                choice_texts=[self.asm.joined_text(c) for c in sorted(self.asm.text)], tool_calls=outcome.tool_calls,
                 finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
                 end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)  # type: ignore[arg-type]
         emit(event)

@@ -39,6 +39,16 @@ class Instruments:
         self.active = meter.create_up_down_counter(
             sc.METRIC_STREAMS_ACTIVE, unit="{stream}", description="Streams opened and not yet ended (leaked or hung streams stay up)."
         )
+        self.confidence = meter.create_histogram(
+            sc.METRIC_USAGE_CONFIDENCE, unit="1", description="Confidence of each usage estimate (0..1), one point per estimated call.",
+            explicit_bucket_boundaries_advisory=sc.CONFIDENCE_BUCKETS,
+        )
+        self.json_outputs = meter.create_counter(
+            sc.METRIC_JSON_OUTPUTS, unit="{output}", description="JSON outputs checked (JSON mode / structured output), by steer.json.valid."
+        )
+        self.json_duplicates = meter.create_counter(
+            sc.METRIC_JSON_DUPLICATES_DROPPED, unit="{duplicate}", description="Repeated snapshots of already-assembled output that steer dropped."
+        )
         self.internal_errors = meter.create_counter(
             sc.METRIC_INTERNAL_ERRORS, unit="{error}", description="steer's own failures, caught at the seam (never raised into user code)."
         )
@@ -67,6 +77,13 @@ class Instruments:
                 hist.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
             if usage.output_tokens is not None:
                 hist.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+        if usage.source == "estimated" and usage.confidence is not None:
+            self.confidence.record(usage.confidence, attrs)
+        j = outcome.json
+        if j is not None:
+            if j.valid is not None:
+                self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid})
+            self.json_duplicates.add(j.duplicates_dropped, attrs)
 
 
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:

@@ -69,9 +69,14 @@ METRIC_STREAM_CHUNKS = "steer.client.stream.chunks"
 METRIC_TOKEN_USAGE_ESTIMATED = "steer.client.token.usage.estimated"
 METRIC_STREAMS_ACTIVE = "steer.client.streams.active"
 METRIC_INTERNAL_ERRORS = "steer.internal.errors"
+# Span-level facts the dashboards need as metrics too (recorded once per call, at its end).
+METRIC_USAGE_CONFIDENCE = "steer.client.token.usage.confidence"
+METRIC_JSON_OUTPUTS = "steer.client.json.outputs"
+METRIC_JSON_DUPLICATES_DROPPED = "steer.client.json.duplicates_dropped"
 
 # Explicit bucket advice, as semconv gives it.
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
 # The only attributes allowed on metrics (bounded cardinality: no ids, no content).

@@ -1,0 +1,7 @@
+"""`python -m steer` is the `steer` command."""
+
+import sys
+
+from steer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stream processing: JSON joining/de-dup/validation, usage estimation."""
