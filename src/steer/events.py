@@ -36,6 +36,7 @@ class Usage:
     reasoning_tokens: Optional[int] = None
     source: UsageSource = "none"
     confidence: Optional[float] = None  # 1.0 when reported; the estimate's calibrated confidence otherwise
+    input_confidence: Optional[float] = None  # the input estimate's own confidence (same definition)
     method: Optional[str] = None  # how an estimate was made: "tiktoken:o200k_base", "heuristic:chars", ...
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
@@ -177,10 +178,24 @@ def replay(source: Union[str, Path, Dict[str, Any]], *, is_async: bool = False, 
     transport = RecordingTransport(recording)
     with ReplayCapture(recording, **options) as capture:
         try:
-            capture.chunks = asyncio.run(caller(recording, transport, is_async))
+            with warnings.catch_warnings():  # the SDKs' "model deprecated" notices are noise in a replay
+                warnings.simplefilter("ignore", DeprecationWarning)
+                capture.chunks = _run(caller(recording, transport, is_async))
         except Exception as exc:  # the SDK's error for an error recording: part of the summary
             capture.raised = exc
     return capture.summary()
+
+
+def _run(coro: Any) -> Any:
+    """Run a caller to completion, also when the caller of replay() already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _load_provider_callers() -> None:

@@ -72,6 +72,8 @@ class ReplayCapture:
             out["choices"] = list(done.choice_texts)
         if failed is not None:
             out["error"] = {"type": failed.error_type, "message": failed.message, "retryable": failed.is_retryable}
+        elif self.raised is not None:  # the SDK failed and steer saw no call: say so, never hide it
+            out["error"] = {"type": type(self.raised).__name__, "message": str(self.raised)[:512], "retryable": None}
         return out
 
     def _metric_names(self) -> List[str]:

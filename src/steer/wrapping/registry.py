@@ -9,5 +9,10 @@ from steer.wrapping.specs import Target
 
 def all_targets() -> List[Target]:
     from steer.wrapping import openai_targets
+    from steer.wrapping import openai_responses_targets
+    from steer.wrapping import anthropic_targets
+    from steer.wrapping import google_targets
+    from steer.wrapping import httpx_hooks
 
-    return [*openai_targets.TARGETS]
+    return [*openai_targets.TARGETS, *openai_responses_targets.TARGETS, *anthropic_targets.TARGETS, *google_targets.TARGETS,
+            *httpx_hooks.TARGETS]

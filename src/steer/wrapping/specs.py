@@ -27,7 +27,7 @@ class Target:
     module: str  # where the owner class lives
     owner: str  # class name (dotted for nested)
     attribute: str  # the method patched on the class
-    spec: ApiSpec
+    spec: Optional[ApiSpec]  # None where the API is decided per request (raw httpx)
     is_async: bool
     # Builds the wrapt wrapper from (spec, get_runtime); None: the standard sync/async call wrapper.
     wrapper_factory: Optional[Callable[..., Any]] = None

@@ -1,0 +1,215 @@
+"""Raw httpx (and httpx2): an application calling a provider's HTTP API directly gets the same span
+and metrics as through the SDKs, decoded from a copy of the bytes it reads.
+
+``Client.send`` / ``AsyncClient.send`` are patched. A request to a known LLM endpoint opens a
+Session; the response's byte stream is wrapped by a tee that hands every piece the application
+reads to the framer and decoder, and passes it on unchanged. Inside an instrumented SDK call
+(``IN_CALL``) this layer stays silent, so one call is one span.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from steer.pipeline import Runtime, Session
+from steer.providers.httpx_sse import framer_for
+from steer.wrapping import httpx_routes
+from steer.wrapping.calls import IN_CALL
+from steer.wrapping.specs import Target
+
+
+class _Feed:
+    """Bytes in, decoded frames to the Session; finishes the Session exactly once."""
+
+    __slots__ = ("session", "framer", "status")
+
+    def __init__(self, session: Session, response: Any) -> None:
+        self.session = session
+        self.status = response.status_code
+        streaming = session.call.streaming and self.status < 400
+        self.framer = framer_for(response.headers.get("content-type", ""), streaming)
+
+    def bytes_(self, data: bytes) -> None:
+        try:
+            for _, frame in self.framer.feed(data):
+                error = frame.error
+                if error is not None and self.session.asm.error is None:
+                    # {"error": {...}} inside a 200 stream (OpenAI-compatible, Anthropic, Gemini): the SDKs
+                    # raise here; a raw reader gets the bytes, and the span records the provider's error.
+                    self.session.asm.error = error._d if hasattr(error, "_d") else {"message": str(error)}
+                self.session.on_chunk(frame)
+        except Exception as exc:
+            self.session.rt.internal_error("httpx_feed", exc)
+
+    def end(self, how: str, error: Optional[BaseException] = None) -> None:
+        session = self.session
+        if session.done:
+            return
+        try:
+            frames = self.framer.flush()
+            if self.status >= 400:
+                session.asm.error = _error_body(frames, self.status)
+            elif not session.call.streaming:
+                for _, frame in frames:
+                    session.on_response(frame)
+            else:
+                for _, frame in frames:
+                    session.on_chunk(frame)
+            session.asm.decode_errors += self.framer.bad
+        except Exception as exc:
+            session.rt.internal_error("httpx_end", exc)
+        session.finish(how, error)
+
+
+def _error_body(frames: Any, status: int) -> dict:
+    err: Any = frames[0][1] if frames else None
+    inner = getattr(err, "error", None) if err is not None else None
+    source = inner if inner is not None else err
+    out = {"status_code": status, "type": str(status), "message": ""}
+    if source is not None:
+        for key in ("type", "code", "status"):
+            value = getattr(source, key, None)
+            if isinstance(value, str) and value:
+                out["type"] = value
+                break
+        out["message"] = str(getattr(source, "message", "") or "")
+    return out
+
+
+class _Tee:
+    """Byte stream: yields the inner stream's pieces unchanged, feeding a copy to the Session."""
+
+    def __init__(self, inner: Any, feed: _Feed) -> None:
+        self._inner = inner
+        self._feed = feed
+
+    def __iter__(self) -> Any:
+        try:
+            for piece in self._inner:
+                self._feed.bytes_(piece)
+                yield piece
+        except GeneratorExit:  # the reader stopped and dropped the iterator
+            self._feed.end("abandoned")
+            raise
+        except BaseException as exc:
+            self._feed.end("error", exc)
+            raise
+        self._feed.end("complete")
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._feed.end("closed_early")
+
+    async def __aiter__(self) -> Any:
+        try:
+            async for piece in self._inner:
+                self._feed.bytes_(piece)
+                yield piece
+        except GeneratorExit:
+            self._feed.end("abandoned")
+            raise
+        except BaseException as exc:
+            self._feed.end("error", exc)
+            raise
+        self._feed.end("complete")
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._feed.end("closed_early")
+
+    def __del__(self) -> None:
+        feed = getattr(self, "_feed", None)
+        if feed is not None and not feed.session.done:
+            feed.end("abandoned")
+
+
+_TEES: Dict[Tuple[str, bool], type] = {}
+
+
+def _tee_class(response: Any, is_async: bool) -> type:
+    """httpx checks the stream's base class, so the tee subclasses the response's own httpx (or httpx2)."""
+    module = type(response).__module__.split(".")[0]
+    cls = _TEES.get((module, is_async))
+    if cls is None:
+        hx = sys.modules[module]
+        base = hx.AsyncByteStream if is_async else hx.SyncByteStream
+        cls = _TEES[(module, is_async)] = type(f"SteerTee{'Async' if is_async else ''}", (_Tee, base), {})
+    return cls
+
+
+def _open(rt: Runtime, request: Any) -> Optional[Session]:
+    url = request.url
+    route = httpx_routes.match(request.method, url.path)
+    if route is None:
+        return None
+    try:
+        body = httpx_routes.request_body(request.content) or {}
+        call = route.call_info(body, url, route.streaming(body, url))
+        return Session(rt, call, route.decoder())
+    except Exception as exc:
+        rt.internal_error("httpx_open", exc)
+        return None
+
+
+def _observe(session: Session, response: Any, is_async: bool) -> None:
+    try:
+        feed = _Feed(session, response)
+        if response.is_stream_consumed or hasattr(response, "_content"):
+            feed.bytes_(response.content)  # stream=False: the body is already read
+            feed.end("complete")
+            return
+        # The one write this layer makes: the response's byte stream becomes a transparent tee.
+        response.stream = _tee_class(response, is_async)(response.stream, feed)
+    except Exception as exc:
+        session.rt.internal_error("httpx_observe", exc)
+        session.finish("complete")
+
+
+def sync_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        rt = get_runtime()
+        if rt is None or IN_CALL.get():
+            return wrapped(*args, **kwargs)
+        session = _open(rt, args[0] if args else kwargs["request"])
+        if session is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            session.finish("error", exc)
+            raise
+        _observe(session, response, is_async=False)
+        return response
+
+    return wrapper
+
+
+def async_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        rt = get_runtime()
+        if rt is None or IN_CALL.get():
+            return await wrapped(*args, **kwargs)
+        session = _open(rt, args[0] if args else kwargs["request"])
+        if session is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            session.finish("error", exc)
+            raise
+        _observe(session, response, is_async=True)
+        return response
+
+    return wrapper
+
+
+TARGETS = [
+    Target("httpx", module, owner, "send", None, is_async=is_async, wrapper_factory=async_send if is_async else sync_send)  # type: ignore[arg-type]
+    for module in ("httpx", "httpx2")
+    for owner, is_async in (("Client", False), ("AsyncClient", True))
+]

@@ -1,0 +1,113 @@
+"""Raw httpx / httpx-sse callers get the same span, decoded from a copy of the bytes they read,
+and read exactly the bytes they would read without steer."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+from urllib.parse import urlsplit
+
+import httpx
+import httpx_sse
+import pytest
+
+import steer
+from recordings import all_recordings, ids
+from steer.replay import BASE_URLS, RecordingTransport, replay
+
+RAW = [r for r in all_recordings() if r["request"]["body"] is not None or r["api"].startswith("google")]
+STREAMS = [r for r in RAW if r["response"]["status"] == 200]
+
+
+def url_of(recording: Dict[str, Any]) -> str:
+    host = urlsplit(BASE_URLS.get(recording["provider"], BASE_URLS["openai"]))
+    return f"{host.scheme}://{host.netloc}{recording['request']['path']}"
+
+
+def body_of(recording: Dict[str, Any]) -> Dict[str, Any]:
+    return dict(recording["request"]["body"] or {})
+
+
+def sdk_view(recording: Dict[str, Any]) -> Dict[str, Any]:
+    """What steer reports for the same recording through the provider's SDK (steer replay)."""
+    return replay(recording)
+
+
+@pytest.mark.parametrize("recording", STREAMS, ids=ids(STREAMS))
+@pytest.mark.parametrize("reader", ["iter_lines", "iter_bytes", "aiter_lines", "httpx_sse"])
+async def test_raw_stream_matches_sdk_path(recording: Dict[str, Any], reader: str, instrumented: Any) -> None:
+    expected = sdk_view(recording)
+    completed: List[Any] = []
+    telemetry = instrumented(on_complete=completed.append, on_error=completed.append)
+    transport = RecordingTransport(recording)
+    read: List[Any] = []
+    if reader == "aiter_lines":
+        async with transport.async_client() as client:
+            async with client.stream("POST", url_of(recording), json=body_of(recording)) as response:
+                async for line in response.aiter_lines():
+                    read.append(line)
+    elif reader == "httpx_sse":
+        if "event-stream" not in (recording["response"].get("content_type") or "text/event-stream"):
+            pytest.skip("not an SSE body")
+        with transport.client() as client:
+            with httpx_sse.connect_sse(client, "POST", url_of(recording), json=body_of(recording)) as source:
+                read = [sse.data for sse in source.iter_sse()]
+    else:
+        with transport.client() as client:
+            with client.stream("POST", url_of(recording), json=body_of(recording)) as response:
+                read = list(getattr(response, reader)())
+    assert read, "the caller read its bytes"
+    if reader == "iter_bytes":  # exactly the bytes it would read without steer
+        assert b"".join(read) == recording["response"]["body"].encode()
+    (span,) = telemetry.genai_spans()
+    attrs = dict(span.attributes)
+    want = expected["span"]["attributes"]
+    for key in ("gen_ai.provider.name", "gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model",
+                "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "steer.usage.source"):
+        assert attrs.get(key) == want.get(key), key
+    assert list(attrs.get("gen_ai.response.finish_reasons", [])) == expected["finish_reasons"]
+    (event,) = completed
+    if expected.get("error"):
+        assert type(event).__name__ == "StreamErrorEvent"
+        return
+    assert event.text == expected["text"]
+    assert [c.as_dict() for c in event.tool_calls] == expected["tool_calls"]
+    assert telemetry.active_streams() == 0
+
+
+def test_non_streaming_post_and_error_status(instrumented: Any) -> None:
+    telemetry = instrumented()
+    ok = {"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+          "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}],
+          "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    err = {"error": {"type": "invalid_request_error", "message": "bad model", "code": "model_not_found"}}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=ok) if b"gpt-4o" in request.content else httpx.Response(404, json=err)
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        assert client.post("https://api.openai.com/v1/chat/completions", json={"model": "gpt-4o", "messages": []}).json() == ok
+        assert client.post("https://api.openai.com/v1/chat/completions", json={"model": "nope", "messages": []}).status_code == 404
+        client.get("https://api.openai.com/v1/models")  # not an LLM call: no span
+    first, second = telemetry.genai_spans()
+    assert first.attributes["gen_ai.usage.output_tokens"] == 1 and first.attributes["gen_ai.request.stream"] is False
+    assert second.status.status_code.name == "ERROR" and second.attributes["error.type"] == "invalid_request_error"
+
+
+def test_sdk_calls_do_not_double_count(instrumented: Any) -> None:
+    """The SDK sends through httpx too: inside an instrumented SDK call the raw layer stays silent."""
+    import openai
+
+    recording = next(r for r in STREAMS if r["api"] == "openai.chat.completions")
+    telemetry = instrumented()
+    client = openai.OpenAI(api_key="x", http_client=RecordingTransport(recording).client())
+    for _ in client.chat.completions.create(**{**body_of(recording), "stream": True}):
+        pass
+    assert len(telemetry.genai_spans()) == 1
+
+
+def test_uninstrument_removes_the_httpx_hook() -> None:
+    original = httpx.Client.__dict__["send"]
+    steer.instrument(providers=["httpx"])
+    assert httpx.Client.__dict__["send"] is not original
+    steer.uninstrument()
+    assert httpx.Client.__dict__["send"] is original
