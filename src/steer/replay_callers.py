@@ -8,10 +8,50 @@ the same decoders, fed from the bytes.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import inspect
+from typing import Any, Callable, Dict
 from urllib.parse import urlsplit
 
-from steer.replay import BASE_URLS, RecordingTransport, _drain, _openai_client, register, sdk_kwargs
+from steer.replay_transport import BASE_URLS, RecordingTransport, sdk_kwargs
+
+
+def _openai_client(recording: Dict[str, Any], transport: RecordingTransport, is_async: bool) -> Any:
+    import openai
+
+    http = transport.async_client() if is_async else transport.client()
+    if recording["provider"] == "azure_openai":
+        cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
+        return cls(api_key="replay", api_version="2024-02-01", azure_endpoint=BASE_URLS["azure_openai"],
+                   http_client=http, max_retries=0)
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    return cls(api_key="replay", base_url=BASE_URLS.get(recording["provider"], BASE_URLS["openai"]),
+               http_client=http, max_retries=0)
+
+
+async def openai_chat(recording: Dict[str, Any], transport: RecordingTransport, is_async: bool) -> int:
+    client = _openai_client(recording, transport, is_async)
+    resource = client.chat.completions if recording["api"] == "openai.chat.completions" else client.completions
+    kwargs = sdk_kwargs(type(resource).create, recording["request"].get("body"))
+    kwargs.setdefault("model", recording.get("model") or "unknown")
+    if recording["api"] == "openai.chat.completions":
+        kwargs.setdefault("messages", [{"role": "user", "content": ""}])
+    else:
+        kwargs.setdefault("prompt", "")
+    kwargs["stream"] = True
+    return await _drain(resource.create(**kwargs))
+
+
+async def _drain(result: Any) -> int:
+    if inspect.isawaitable(result):
+        result = await result
+    count = 0
+    if hasattr(result, "__aiter__"):
+        async for _ in result:
+            count += 1
+    else:
+        for _ in result:
+            count += 1
+    return count
 
 
 async def openai_responses(recording: Dict[str, Any], transport: RecordingTransport, is_async: bool) -> int:
@@ -109,7 +149,11 @@ async def raw_httpx(recording: Dict[str, Any], transport: RecordingTransport, is
     return pieces
 
 
-register("openai.responses", openai_responses)
-register("anthropic.messages", anthropic_messages)
-register("google.generate_content_stream", google_generate_content)
-register("google.generate_content", google_generate_content)
+CALLERS: Dict[str, Callable[..., Any]] = {
+    "openai.chat.completions": openai_chat,
+    "openai.completions": openai_chat,
+    "openai.responses": openai_responses,
+    "anthropic.messages": anthropic_messages,
+    "google.generate_content_stream": google_generate_content,
+    "google.generate_content": google_generate_content,
+}
