@@ -263,7 +263,8 @@ def calibrate(mode: str = "best") -> List[Case]:
                     enc_class=enc_class,
                     kind=est.kind,
                     input_kind=est.input_kind,
-                    reported_output=rep["output_tokens"],
+                    # steer reports Gemini output with the thoughts in (docs/providers/google.md)
+                    reported_output=rep["output_tokens"] + ((rep.get("reasoning_tokens") or 0) if rec["api"].startswith("google") else 0),
                     output=est.usage.output_tokens or 0,
                     confidence=est.usage.confidence or 0.0,
                     reported_input=_reported_input(rep),

@@ -84,7 +84,7 @@ class RecordingTransport:
                     yield from pieces
 
             stream = Body()
-        headers = {"content-type": content_type(self.recording), "x-request-id": "req_replayed"}
+        headers = {"content-type": content_type(self.recording), "x-request-id": "req_recorded"}
         return hx.Response(int(self.recording["response"]["status"]), headers=headers, stream=stream, request=request)
 
     def _handle(self, request: Any) -> Any:

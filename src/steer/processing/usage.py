@@ -122,10 +122,11 @@ def _reasoning_requested(family: str, model: Optional[str], request: Optional[Ma
 
 
 def _reasoning_in_output(provider: str, api: str) -> bool:
-    """Whether the provider's output count includes reasoning tokens. Gemini's native API reports
-    thoughts apart (``thoughtsTokenCount``); xAI reports ``reasoning_tokens`` beside completion_tokens.
-    Everyone else (OpenAI, Anthropic, DeepSeek, OpenRouter, Groq) counts them in the output."""
-    return not (api.startswith("google") or (provider or "").lower() in ("xai", "x_ai"))
+    """Whether steer's reported output count includes reasoning tokens. xAI reports ``reasoning_tokens``
+    beside completion_tokens. Everyone else counts them in the output: OpenAI, Anthropic, DeepSeek,
+    OpenRouter, Groq natively, and Gemini as steer reports it (candidatesTokenCount + thoughtsTokenCount,
+    see docs/providers/google.md), so an estimate is on the same basis as a reported count."""
+    return (provider or "").lower() not in ("xai", "x_ai")
 
 
 def _reasoning_fully_streamed(family: str, model: Optional[str]) -> bool:

@@ -62,6 +62,9 @@ def _gemini(body: Dict[str, Any], url: Any, streaming: bool) -> CallInfo:
     vertex = "aiplatform.googleapis.com" in (parts.hostname or "") or "/projects/" in parts.path
     host, port = google_genai.server_from_url(url)
     config = {_snake(k): v for k, v in (body.get("generationConfig") or {}).items()}
+    for wire, name in (("systemInstruction", "system_instruction"), ("tools", "tools")):
+        if body.get(wire):
+            config[name] = body[wire]  # estimation and content capture see the whole request
     kwargs = {"model": match.group("model") if match else None, "contents": body.get("contents"), "config": config}
     return google_genai.call_info(kwargs, provider=google_genai.provider_name(vertex), address=host, port=port,
                                   streaming=streaming,
