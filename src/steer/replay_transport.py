@@ -60,11 +60,11 @@ def content_type(recording: Dict[str, Any]) -> str:
 class RecordingTransport:
     """httpx/httpx2 clients whose every request gets the recorded response; requests are kept."""
 
-    def __init__(self, recording: Dict[str, Any], httpx_module: Any = None) -> None:
+    def __init__(self, recording: Dict[str, Any], httpx_mod: Any = None) -> None:
         import httpx
 
         self.recording = recording
-        self.httpx = httpx_module or httpx
+        self.httpx = httpx_mod or httpx
         self.requests: List[Any] = []
 
     def _response(self, request: Any, is_async: bool) -> Any:

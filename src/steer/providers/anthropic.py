@@ -1,0 +1,293 @@
+"""Anthropic Messages wire format (``POST /v1/messages``, plain and ``?beta=true``), streamed and not.
+
+A stream is ``message_start`` (id, model, input usage), then per content block ``content_block_start``
+/ ``content_block_delta``* / ``content_block_stop``, then ``message_delta`` (stop reason, cumulative
+usage) and ``message_stop``; ``ping`` may come anywhere. The decoder reads the SDK's event models (or
+raw wire JSON through ``AttrView``) by attribute, keeping one small dict of block kinds per call.
+
+What the decoder keeps apart, and why:
+- ``thinking`` blocks are reasoning, never output text (``signature_delta`` is neither).
+- ``tool_use`` blocks are client tool calls: ``input_json_delta`` fragments are joined per block and
+  parsed once at the end (the pipeline does it), like the SDK's ``MessageStream`` does.
+- Server tool blocks (``server_tool_use``, ``mcp_tool_use``, and their ``*_tool_result`` blocks) run at
+  Anthropic; they are not calls the application must answer, so they never join ``tool_calls``.
+  They are recorded under ``asm.extra["server_tool_calls"]``.
+Usage follows semconv: ``input_tokens`` is the TOTAL input (Anthropic's ``input_tokens`` plus cache read
+plus cache creation, which it reports apart); the cache counts also go in their own fields. Input comes
+from ``message_start``, output from the last ``message_delta``; a value in ``message_delta`` wins (its
+counts are cumulative), as in the SDK's own accumulator.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+from steer.call import CallInfo
+from steer.providers.base import Assembly, make_usage
+
+PROVIDER = "anthropic"
+API = "anthropic.messages"
+
+# content_block_start types -> how their deltas are read. Anything unknown is ignored (future blocks).
+_TEXT, _THINKING, _TOOL, _SERVER = 1, 2, 3, 4
+_BLOCK_KINDS = {
+    "text": _TEXT,
+    "thinking": _THINKING,
+    "tool_use": _TOOL,
+    "server_tool_use": _SERVER,
+    "mcp_tool_use": _SERVER,
+}
+
+
+def endpoint(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
+    """(server.address, server.port) from a client's base URL (``httpx2.URL`` or a string)."""
+    try:
+        parts = urlsplit(str(base_url))
+        host = (parts.hostname or "").lower() or None
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    except (ValueError, TypeError):
+        return None, None
+    return host, port
+
+
+def _given(value: Any) -> bool:
+    # The SDK's NOT_GIVEN / Omit sentinels are falsy singletons of their own classes.
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
+def clean_body(body: Any, extra: Any = None) -> Dict[str, Any]:
+    """The request body as the API will see it: sentinels dropped, ``extra_body`` merged over it.
+
+    ``messages`` is kept only when it is a list or tuple: the SDK accepts any iterable, and reading a
+    one-shot iterator here would take it away from the request.
+    """
+    out: Dict[str, Any] = {}
+    for source in (body, extra):
+        if isinstance(source, Mapping):
+            for key, value in source.items():
+                if _given(value):
+                    out[key] = value
+    if not isinstance(out.get("messages"), (list, tuple)):
+        out.pop("messages", None)
+    return out
+
+
+def _json_output(body: Mapping[str, Any]) -> bool:
+    """Structured output asked for: ``output_config.format`` (or the older ``output_format``) is a JSON schema."""
+    config = body.get("output_config")
+    formats = (config.get("format") if isinstance(config, Mapping) else None, body.get("output_format"))
+    return any(isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" for fmt in formats)
+
+
+def messages_call_info(body: Mapping[str, Any], *, streaming: bool, provider: str = PROVIDER,
+                       address: Optional[str] = None, port: Optional[int] = None) -> CallInfo:
+    stops = body.get("stop_sequences")
+    params: Dict[str, Any] = {
+        "max_tokens": body.get("max_tokens"),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "top_k": body.get("top_k"),
+        "stop_sequences": list(stops) if isinstance(stops, (list, tuple)) and all(isinstance(s, str) for s in stops) else None,
+    }
+    json_output = _json_output(body)
+    if json_output:
+        params["output_type"] = "json"
+    model = body.get("model")
+    return CallInfo(
+        provider=provider,
+        api=API,
+        operation="chat",
+        request_model=model if isinstance(model, str) else None,
+        streaming=streaming,
+        server_address=address,
+        server_port=port,
+        params={k: v for k, v in params.items() if v is not None},
+        request=dict(body),
+        json_output=json_output,
+    )
+
+
+class _ServerTool:
+    __slots__ = ("id", "name", "parts")
+
+    def __init__(self, call_id: Any, name: Any) -> None:
+        self.id, self.name, self.parts = call_id, name, []
+
+
+class MessagesDecoder:
+    """One per call: raw Messages stream events (or a whole ``Message``) -> Assembly."""
+
+    __slots__ = ("kinds", "server", "usage_in", "cache_read", "cache_creation", "usage_out", "reasoning_tokens", "seen_usage")
+
+    def __init__(self) -> None:
+        self.kinds: Dict[int, int] = {}  # content block index -> _TEXT / _THINKING / _TOOL / _SERVER
+        self.server: Dict[int, _ServerTool] = {}
+        self.usage_in: Optional[int] = None
+        self.cache_read: Optional[int] = None
+        self.cache_creation: Optional[int] = None
+        self.usage_out: Optional[int] = None
+        self.reasoning_tokens: Optional[int] = None
+        self.seen_usage = False
+
+    # -- streaming (hot path: content_block_delta first) ---------------------------------------------
+    def decode(self, chunk: Any, asm: Assembly) -> None:
+        kind = chunk.type
+        if kind == "content_block_delta":
+            delta = chunk.delta
+            dtype = delta.type
+            if dtype == "text_delta":
+                asm.add_text(0, delta.text)
+            elif dtype == "thinking_delta":
+                asm.add_reasoning(0, delta.thinking)
+            elif dtype == "input_json_delta":
+                index = chunk.index
+                block = self.kinds.get(index)
+                if block == _TOOL:
+                    asm.tool_fragment(0, index, None, None, delta.partial_json)
+                elif block == _SERVER:
+                    self.server[index].parts.append(delta.partial_json or "")
+            # signature_delta, citations_delta: neither output text nor reasoning.
+        elif kind == "content_block_start":
+            self._block(chunk.index, chunk.content_block, asm)
+        elif kind == "message_start":
+            message = chunk.message
+            asm.response_id = message.id or None
+            asm.response_model = message.model or None
+            self._usage(message.usage, final=False)
+        elif kind == "message_delta":
+            asm.set_finish(0, chunk.delta.stop_reason)
+            self._usage(chunk.usage, final=True)
+        elif kind == "error":  # raw wire JSON only: the SDK raises on `event: error` instead
+            error = chunk.error
+            asm.error = {"type": getattr(error, "type", None) or "error", "message": getattr(error, "message", None) or ""}
+
+    def _block(self, index: int, block: Any, asm: Assembly) -> None:
+        kind = _BLOCK_KINDS.get(block.type)
+        if kind is None:
+            return  # web_search_tool_result, redacted_thinking, ...: not output text, not client calls
+        self.kinds[index] = kind
+        if kind == _TEXT:
+            asm.add_text(0, block.text)  # usually "", but the SDK keeps whatever it starts with
+        elif kind == _THINKING:
+            asm.add_reasoning(0, block.thinking)
+        elif kind == _TOOL:
+            inp = block.input
+            if type(inp) is dict and inp:  # arrived whole (not the streamed `{}` placeholder)
+                asm.tool_whole(0, index, block.id, block.name, inp)
+            else:
+                asm.tool_fragment(0, index, block.id, block.name, None)
+        else:
+            self.server[index] = _ServerTool(block.id, block.name)
+
+    def _usage(self, usage: Any, final: bool) -> None:
+        if usage is None:
+            return
+        self.seen_usage = True
+        # message_delta counts are cumulative totals: a value there replaces message_start's; an absent
+        # one (older API versions send only output_tokens) leaves it.
+        value = usage.input_tokens
+        if value is not None:
+            self.usage_in = value
+        value = usage.cache_read_input_tokens
+        if value is not None:
+            self.cache_read = value
+        value = usage.cache_creation_input_tokens
+        if value is not None:
+            self.cache_creation = value
+        if final:
+            # message_start's output_tokens is a placeholder (1-5); only message_delta's is the output.
+            self.usage_out = usage.output_tokens
+            details = getattr(usage, "output_tokens_details", None)
+            thinking = getattr(details, "thinking_tokens", None) if details is not None else None
+            if thinking is not None:
+                self.reasoning_tokens = thinking
+
+    # -- non-streaming ---------------------------------------------------------------------------------
+    def decode_response(self, resp: Any, asm: Assembly) -> None:
+        asm.response_id = resp.id or None
+        asm.response_model = resp.model or None
+        for index, block in enumerate(resp.content or ()):
+            kind = _BLOCK_KINDS.get(block.type)
+            if kind == _TEXT:
+                asm.add_text(0, block.text)
+            elif kind == _THINKING:
+                asm.add_reasoning(0, block.thinking)
+            elif kind == _TOOL:
+                asm.tool_whole(0, index, block.id, block.name, block.input)
+            elif kind == _SERVER:
+                tool = self.server[index] = _ServerTool(block.id, block.name)
+                tool.parts.append(_json_text(block.input))
+        asm.set_finish(0, resp.stop_reason)
+        self._usage(resp.usage, final=True)
+
+    def finish(self, asm: Assembly) -> None:
+        if self.server:
+            asm.extra["server_tool_calls"] = [
+                {"id": t.id, "name": t.name, "arguments": "".join(t.parts)} for t in self.server.values()
+            ]
+        if not self.seen_usage:
+            return
+        parts = [v for v in (self.usage_in, self.cache_read, self.cache_creation) if v is not None]
+        total_in = sum(parts) if parts else None
+        out = self.usage_out
+        asm.usage = make_usage(
+            input_tokens=total_in,
+            output_tokens=out,
+            total_tokens=total_in + out if total_in is not None and out is not None else None,
+            cache_read=self.cache_read,
+            cache_creation=self.cache_creation,
+            reasoning=self.reasoning_tokens,
+        )
+
+    @staticmethod
+    def error_type(exc: BaseException) -> Optional[str]:
+        """The API's own error type (``not_found_error``, ``overloaded_error``, ...) carried by the SDK's
+        ``APIStatusError.type``: the same ``error.type`` the SDK's own span would have set."""
+        value = getattr(exc, "type", None)
+        return value if isinstance(value, str) and value else None
+
+    @staticmethod
+    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+        return input_messages(request)
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return ""
+
+
+def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(system instruction parts, input messages) in the semconv JSON shape, for content capture."""
+    if not request:
+        return [], []
+    system = _parts(request.get("system"))
+    messages = []
+    for message in request.get("messages") or ():
+        if isinstance(message, Mapping):
+            messages.append({"role": message.get("role", "user"), "parts": _parts(message.get("content"))})
+    return system, messages
+
+
+def _parts(content: Any) -> List[Dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: List[Dict[str, Any]] = []
+    for block in content or ():
+        if not isinstance(block, Mapping):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "content": block.get("text", "")})
+        elif kind == "tool_use":
+            parts.append({"type": "tool_call", "id": block.get("id"), "name": block.get("name"), "arguments": block.get("input")})
+        elif kind == "tool_result":
+            parts.append({"type": "tool_call_response", "id": block.get("tool_use_id"), "response": block.get("content")})
+        elif kind == "thinking":
+            parts.append({"type": "reasoning", "content": block.get("thinking", "")})
+        else:
+            parts.append({"type": str(kind or "unknown")})  # media & co.: the type only, never the bytes
+    return parts
