@@ -3,6 +3,12 @@
 The resource methods are patched on their classes, so every client (OpenAI, AsyncOpenAI,
 AzureOpenAI, and OpenAI-compatible base URLs) is covered; the provider is read from each call's
 client base URL. ``chat.completions.stream()`` calls ``create`` and is covered through it.
+
+Its helper, ``ChatCompletionStream``, closes the HTTP response directly on ``close()`` and on
+``with``-exit, bypassing the stream proxy (as ``ResponseStream`` does; see openai_responses_targets):
+without a hook, a ``break`` out of ``with client.chat.completions.stream(...)`` left the span open and
+``steer.client.streams.active`` up until the garbage collector found the proxy. ``close`` is wrapped
+to end the Session as ``closed_early`` (a no-op once the stream drained).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any, List
 from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import openai as provider
+from steer.wrapping.openai_responses_targets import helper_close_async, helper_close_sync
 from steer.wrapping.specs import ApiSpec, Target, client_base_url
 
 
@@ -36,6 +43,7 @@ COMPLETIONS = ApiSpec("openai.completions", _completion, provider.CompletionDeco
 
 _CHAT_MODULE = "openai.resources.chat.completions.completions"
 _COMPLETIONS_MODULE = "openai.resources.completions"
+_CHAT_HELPER = "openai.lib.streaming.chat._completions"
 
 TARGETS: List[Target] = [
     Target("openai", _CHAT_MODULE, "Completions", "create", CHAT, is_async=False),
@@ -45,4 +53,7 @@ TARGETS: List[Target] = [
     Target("openai", _CHAT_MODULE, "AsyncCompletions", "parse", CHAT, is_async=True),
     Target("openai", _COMPLETIONS_MODULE, "Completions", "create", COMPLETIONS, is_async=False),
     Target("openai", _COMPLETIONS_MODULE, "AsyncCompletions", "create", COMPLETIONS, is_async=True),
+    Target("openai", _CHAT_HELPER, "ChatCompletionStream", "close", CHAT, is_async=False, wrapper_factory=helper_close_sync),
+    Target("openai", _CHAT_HELPER, "AsyncChatCompletionStream", "close", CHAT, is_async=True,
+           wrapper_factory=helper_close_async),
 ]

@@ -13,30 +13,44 @@ import wrapt
 from steer.pipeline import Session
 
 
+def _bound(wrapped: Any, name: str) -> Any:
+    """The wrapped stream's ``__next__``/``__anext__``, bound once per stream.
+
+    Every attribute read through a wrapt proxy costs ~40 ns, and ``__next__`` used to make four per
+    chunk (``_self_session``, ``__wrapped__``, ``__next__``, ``on_chunk``); the hot path now reads one
+    tuple (see bench/README.md). A stream without the method fails at iteration, as it did before.
+    """
+    method = getattr(wrapped, name, None)
+    if method is None:
+        return lambda: getattr(wrapped, name)()
+    return method
+
+
 class SyncStreamProxy(wrapt.ObjectProxy):
     """Wraps an iterator-style stream (openai/anthropic ``Stream``)."""
 
     def __init__(self, wrapped: Any, session: Session) -> None:
         super().__init__(wrapped)
         self._self_session = session
+        self._self_hot = (_bound(wrapped, "__next__"), session.on_chunk)
 
     def __iter__(self) -> "SyncStreamProxy":
         return self
 
     def __next__(self) -> Any:
-        session = self._self_session
+        next_chunk, on_chunk = self._self_hot  # hot path: one proxy attribute read per chunk
         try:
-            chunk = self.__wrapped__.__next__()
+            chunk = next_chunk()
         except StopIteration:
-            session.finish("complete")
+            self._self_session.finish("complete")
             raise
         except BaseException as exc:  # the SDK's exception: recorded, then re-raised untouched
-            session.finish("error", exc)
+            self._self_session.finish("error", exc)
             raise
         try:
-            session.on_chunk(chunk)
+            on_chunk(chunk)
         except Exception as exc:  # steer's own failure: never the caller's problem
-            session.rt.internal_error("on_chunk", exc)
+            self._self_session.rt.internal_error("on_chunk", exc)
         return chunk
 
     def close(self) -> Any:
@@ -69,24 +83,25 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, session: Session) -> None:
         super().__init__(wrapped)
         self._self_session = session
+        self._self_hot = (_bound(wrapped, "__anext__"), session.on_chunk)
 
     def __aiter__(self) -> "AsyncStreamProxy":
         return self
 
     async def __anext__(self) -> Any:
-        session = self._self_session
+        next_chunk, on_chunk = self._self_hot
         try:
-            chunk = await self.__wrapped__.__anext__()
+            chunk = await next_chunk()
         except StopAsyncIteration:
-            session.finish("complete")
+            self._self_session.finish("complete")
             raise
         except BaseException as exc:
-            session.finish("error", exc)
+            self._self_session.finish("error", exc)
             raise
         try:
-            session.on_chunk(chunk)
+            on_chunk(chunk)
         except Exception as exc:
-            session.rt.internal_error("on_chunk", exc)
+            self._self_session.rt.internal_error("on_chunk", exc)
         return chunk
 
     async def close(self) -> Any:
