@@ -132,13 +132,31 @@ def test_instrument_is_idempotent_and_uninstrument_restores() -> None:
 
 def test_every_target_found_in_installed_sdks(instrumented: Any) -> None:
     """Fails loudly when an SDK upgrade moves a seam steer patches."""
-    from steer.instrumentation import instrumentation_status
+    import importlib
 
+    from steer.instrumentation import instrumentation_status
+    from steer.wrapping.registry import all_targets
+
+    for target in all_targets():  # every SDK is installed in the test environment
+        importlib.import_module(target.module)
     instrumented()
     status = instrumentation_status()
     assert status, "no targets"
-    moved = {name: s for name, s in status.items() if s.startswith("seam moved")}
-    assert not moved
+    assert {name: s for name, s in status.items() if s != "patched"} == {}
+
+
+def test_instrument_imports_no_sdk() -> None:
+    """instrument() patches SDKs as they are imported; it never imports one itself (seconds each)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, steer; steer.instrument(); "
+            "print(sorted(m for m in ('anthropic', 'google.genai', 'openai') if m in sys.modules)); "
+            "import openai; from openai.resources.chat.completions import completions as c; "
+            "print(type(c.Completions.__dict__['create']).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "FunctionWrapper"]
 
 
 def test_in_flight_stream_survives_uninstrument(instrumented: Any) -> None:

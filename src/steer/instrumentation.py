@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import wrapt
 
@@ -31,6 +32,7 @@ class _State:
     # (owner class, attribute, the exact object found in the class __dict__) for exact restoration
     patches: Dict[Tuple[str, str, str], Tuple[Any, str, Any]] = field(default_factory=dict)
     status: Dict[str, str] = field(default_factory=dict)
+    hooked: Set[Tuple[str, str, str]] = field(default_factory=set)  # targets with a post-import hook
 
 
 _STATE = _State()
@@ -85,7 +87,7 @@ def instrument(**options: Any) -> None:
         _STATE.runtime = runtime
         for target in all_targets():
             if target.provider_group in runtime.settings.providers:
-                _apply(target, current_runtime)
+                _when_imported(target)
 
 
 def uninstrument() -> None:
@@ -98,8 +100,39 @@ def uninstrument() -> None:
 
 
 def instrumentation_status() -> Dict[str, str]:
-    """For each known target, "patched", "sdk not installed" or why it could not be patched."""
+    """For each known target: "patched", "waiting for import" (its SDK is not imported yet),
+    "sdk not installed", or why it could not be patched ("seam moved: ...")."""
     return dict(_STATE.status)
+
+
+def _when_imported(target: Target) -> None:
+    """Patch a target once its SDK module is imported (now, if it already is).
+
+    instrument() never imports an SDK itself: importing anthropic and google-genai costs seconds,
+    and an application that uses only one SDK must not pay for the others. wrapt's post-import hooks
+    cannot be removed, so a hook that fires after uninstrument() (or for a provider turned off since)
+    does nothing.
+    """
+    key = (target.module, target.owner, target.attribute)
+    if key in _STATE.patches:
+        return
+    if key not in _STATE.hooked:
+        _STATE.hooked.add(key)
+        _STATE.status.setdefault(".".join(key), "waiting for import")
+        wrapt.register_post_import_hook(lambda module, t=target: _on_import(t), target.module.split(":")[0])
+        return
+    if target.module in sys.modules:
+        _apply(target, current_runtime)
+
+
+def _on_import(target: Target) -> None:
+    with _LOCK:
+        runtime = _STATE.runtime
+        if runtime is not None and target.provider_group in runtime.settings.providers:
+            try:
+                _apply(target, current_runtime)
+            except Exception as exc:  # an import hook must never break the application's import
+                _STATE.status[".".join((target.module, target.owner, target.attribute))] = f"failed: {exc!r}"
 
 
 def _resolve_owner(target: Target) -> Any:

@@ -1,0 +1,137 @@
+"""The Grafana dashboards against a real Prometheus (Debian ``prometheus``) scraping a process that runs
+the demo workload through steer: every PromQL expression of every panel and every template variable
+returns data, so the dashboards use the names as they arrive (translated by the Prometheus exporter:
+dots to underscores, ``_seconds``, ``_bucket``/``_sum``/``_count``, ``_total``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from backend_support import ARTIFACTS, ROOT, Prometheus, prometheus  # noqa: F401 - the session fixture
+from steer.telemetry import semconv as sc
+
+pytestmark = pytest.mark.backend
+
+DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+# What Grafana substitutes before querying. The test scrapes every second, so 20 s windows hold
+# enough samples for rate(); "All" on a multi-value variable is the regex .* (allValue).
+SUBSTITUTIONS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m", "$provider": ".*", "$model": ".*"}
+
+
+def panels(dashboard: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows keep their panels inside
+
+
+def expressions() -> List[Tuple[str, str]]:
+    found = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for panel in panels(board):
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    found.append((f"{path.stem}: {panel['title']} [{target['refId']}]", target["expr"]))
+    return found
+
+
+def substitute(expr: str) -> str:
+    for name in sorted(SUBSTITUTIONS, key=len, reverse=True):
+        expr = expr.replace(name, SUBSTITUTIONS[name])
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr
+
+
+# Panels whose healthy value is 0 (nothing leaked, no steer bug): a finite 0 is their data. Every other
+# expression must show the workload itself: a finite value above 0 (a rate of 0 only shows a counter).
+ZERO_IS_DATA = ("Open streams", "steer's own errors")
+
+
+def has_data(label: str, result: List[Dict[str, Any]]) -> bool:
+    values = [float(sample["value"][1]) for sample in result]
+    if any(title in label for title in ZERO_IS_DATA):
+        return any(math.isfinite(v) for v in values)
+    return any(math.isfinite(v) and v > 0 for v in values)
+
+
+def test_dashboards_exist_and_are_provisionable() -> None:
+    assert len(DASHBOARDS) >= 2
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        assert board["uid"] and board["title"].startswith("steer")
+        for panel in panels(board):
+            if panel["type"] != "row":
+                assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+                assert panel["targets"], panel["title"]
+
+
+def test_every_panel_expression_returns_data(prometheus: Prometheus) -> None:
+    pending = {label: substitute(expr) for label, expr in expressions()}
+    assert len(pending) >= 20
+    answers: Dict[str, Any] = {}
+    deadline = time.monotonic() + 120  # rate() windows fill within a few scrapes of the first calls
+    while pending and time.monotonic() < deadline:
+        for label, expr in list(pending.items()):
+            result = prometheus.query(expr)
+            answers[label] = {"expr": expr, "result": result}
+            if has_data(label, result):
+                del pending[label]
+        if pending:
+            time.sleep(1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "prometheus-dashboard-queries.json").write_text(json.dumps(answers, indent=2))
+    assert not pending, "expressions without data:\n" + "\n".join(f"{k}: {v}" for k, v in pending.items()) + \
+        "\nworkload log tail:\n" + prometheus.workload_log.read_text(errors="replace")[-2000:]
+
+
+def test_template_variables_have_values(prometheus: Prometheus) -> None:
+    for path in DASHBOARDS:
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
+            assert match, variable["definition"]
+            values = prometheus.label_values(match.group(2), substitute(match.group(1)))
+            assert values, f"{path.stem}: ${variable['name']} has no values"
+    # Every provider of the workload shows up under the $provider variable (polling: a pass takes a while).
+    wanted, deadline, providers = {"openai", "anthropic", "gcp.gemini"}, time.monotonic() + 90, set()
+    while time.monotonic() < deadline and not wanted <= providers:
+        providers = set(prometheus.label_values("gen_ai_provider_name", "gen_ai_client_operation_duration_seconds_count"))
+        time.sleep(1)
+    assert wanted <= providers
+
+
+def prometheus_names() -> Dict[str, str]:
+    """steer's metric names as the OpenTelemetry Prometheus exporter renders them (docs/telemetry.md)."""
+    histograms = {
+        sc.METRIC_OPERATION_DURATION: "_seconds", sc.METRIC_TIME_TO_FIRST_CHUNK: "_seconds",
+        sc.METRIC_TIME_PER_OUTPUT_CHUNK: "_seconds", sc.METRIC_TOKEN_USAGE: "", sc.METRIC_STREAM_CHUNKS: "",
+        sc.METRIC_TOKEN_USAGE_ESTIMATED: "", sc.METRIC_USAGE_CONFIDENCE: "",
+    }
+    names = {m: m.replace(".", "_") + suffix + "_count" for m, suffix in histograms.items()}
+    names[sc.METRIC_STREAMS_ACTIVE] = sc.METRIC_STREAMS_ACTIVE.replace(".", "_")
+    names[sc.METRIC_JSON_OUTPUTS] = sc.METRIC_JSON_OUTPUTS.replace(".", "_") + "_total"
+    names[sc.METRIC_JSON_DUPLICATES_DROPPED] = sc.METRIC_JSON_DUPLICATES_DROPPED.replace(".", "_") + "_total"
+    return names
+
+
+def test_metric_names_arrive_translated(prometheus: Prometheus) -> None:
+    missing = {otel: prom for otel, prom in prometheus_names().items() if not prometheus.query(prom)}
+    assert not missing, f"not in Prometheus under the documented name: {missing}"
+    docs = (ROOT / "docs" / "telemetry.md").read_text()
+    for prom in prometheus_names().values():
+        assert prom.rsplit("_count", 1)[0] in docs, f"docs/telemetry.md does not give the Prometheus name {prom}"
+
+
+def test_expressions_name_only_metrics_steer_exports() -> None:
+    known = {n.rsplit("_count", 1)[0] for n in prometheus_names().values()} | {"steer_internal_errors"}
+    for label, expr in expressions():
+        for name in re.findall(r"\b((?:gen_ai|steer)_client_[a-z_]+|steer_internal_errors)", expr):
+            base = re.sub(r"_(bucket|sum|count|total)$", "", name)
+            assert base in known or name in known, f"{label}: unknown metric {name}"
