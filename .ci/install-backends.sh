@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 PHOENIX_VENV="${PHOENIX_VENV:-.venv-phoenix}"
-PHOENIX_SPEC="${PHOENIX_SPEC:-arize-phoenix}"
+PHOENIX_SPEC="${PHOENIX_SPEC:-arize-phoenix==20.26.1}"  # pinned: the backend tests read its REST API and UI
 
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
