@@ -61,17 +61,19 @@ def uninstrument() -> None:
 
 def wrap(client_or_stream: Any, **options: Any) -> Any:
     """Observe one client or one stream, without global patching. Same options as ``instrument``."""
+    from steer.instrumentation import build_runtime
     from steer.wrapping.explicit import wrap as _wrap
 
-    return _wrap(client_or_stream, **options)
+    # The Runtime is built here, in the composition root: steer.wrapping may not import steer.instrumentation.
+    return _wrap(client_or_stream, build_runtime(**options))
 
 
 def __getattr__(name: str) -> Any:
     # The EventProcessor pipeline is imported on first use, keeping `import steer` light.
     if name in ("EventProcessor", "create_event_processor", "PredicateFilter", "EventTransformer"):
-        from steer import processor
+        from steer import event_processor
 
-        return getattr(processor, name)
+        return getattr(event_processor, name)
     raise AttributeError(f"module 'steer' has no attribute {name!r}")
 
 

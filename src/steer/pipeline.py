@@ -63,10 +63,22 @@ class Runtime:
             pass
 
 
+def _trace_ids(span: Any) -> Dict[str, str]:
+    """The call's span as W3C hex ids, for events' metadata (links a callback's log line to the trace)."""
+    try:
+        ctx = span.get_span_context()
+        if ctx.is_valid:
+            return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+    except Exception:  # no span (telemetry failed to start one): events simply carry no ids
+        pass
+    return {}
+
+
 class Session:
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
+        "trace_ids",
     )
 
     def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
@@ -91,6 +103,7 @@ class Session:
         self.gaps: Optional[List[int]] = [] if settings.chunk_gap_metric == "per_chunk" and call.streaming else None
         self.asm = Assembly(settings.text_max_chars, want_deltas=listeners.wants_deltas)
         self.request_id = self.stream_id = ""
+        self.trace_ids: Dict[str, str] = {}
         self.metric_attrs = base_metric_attributes(call)
         if call.json_output:
             from steer.processing.json_stream import JsonStreamTracker
@@ -105,6 +118,7 @@ class Session:
         if listeners.active:
             self.request_id = uuid.uuid4().hex
             self.stream_id = self.request_id if call.streaming else ""
+            self.trace_ids = _trace_ids(self.span)
             listeners.emit(StreamStartEvent(**self._common(), operation=call.operation, streaming=call.streaming,
                                             server_address=call.server_address))
 
@@ -274,6 +288,7 @@ class Session:
             "request_id": self.request_id,
             "stream_id": self.stream_id,
             "timestamp": time_ns() / 1e9,
+            "metadata": dict(self.trace_ids),  # a fresh dict: listeners may add keys to one event's metadata
         }
 
     def _emit_deltas(self, chunk_index: int) -> None:
@@ -284,10 +299,11 @@ class Session:
                                   kind=kind, choice_index=choice, tool_call_id=call_id, tool_name=name, tool_call_index=index))  # type: ignore[arg-type]
 
     def _emit_end(self, outcome: Outcome, info: Any) -> None:
-        emit, common = self.rt.listeners.emit, self._common()
+        emit = self.rt.listeners.emit
         usage = outcome.usage
         if usage.source != "none":
-            emit(StreamUsageEvent(**common, usage=usage, is_estimated=usage.is_estimated, confidence=usage.confidence))
+            emit(StreamUsageEvent(**self._common(), usage=usage, is_estimated=usage.is_estimated, confidence=usage.confidence))
+        common = self._common()  # its own metadata dict: never shared between two events
         duration_ms = outcome.duration_s * 1e3
         if info is not None:
             event: StreamEvent = StreamErrorEvent(**common, error=outcome.error, error_type=info.error_type, is_retryable=info.retryable,
