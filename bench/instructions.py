@@ -1,0 +1,153 @@
+"""Deterministic cost counts: CPU instructions per chunk and per call, under valgrind's callgrind.
+
+    .venv/bin/python bench/instructions.py [--providers openai,anthropic] [--chunks 1000] [--src DIR]
+
+Wall and CPU time on a shared machine move with its load; instruction counts do not (same input,
+same code, same count, to a few parts per million). One process per provider runs under
+``valgrind --tool=callgrind``, sets everything up and warms up uncounted, then counts six regions,
+each inside its own ``_operator.call`` (collection is on only inside that function, and callgrind
+dumps a count after each): a long stream (``--chunks``) and a short one (10 chunks) for each of
+
+* ``bare``: the SDK client alone;
+* ``steer, capture off`` / ``steer, capture on``: the same SDK client given to ``steer.wrap()`` (same
+  Session, proxies and telemetry as ``instrument()``; its client proxy adds a little per call, not
+  per chunk), exporting to in-memory OpenTelemetry SDK providers.
+
+Per chunk = (I(long) - I(short)) / (chunks(long) - chunks(short)); per call = I(short) - chunks(short)
+x per chunk. ``--src`` counts another steer source tree (its ``src/`` folder) instead of the
+installed one: that is how bench/README.md gives before/after numbers. Needs ``valgrind`` (Debian
+package ``valgrind``); a few minutes per provider on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List
+
+HERE = Path(__file__).resolve().parent
+CONTENDERS = ("bare", "steer, capture off", "steer, capture on")
+
+CHILD = r"""
+import sys, threading
+if {src!r}:
+    sys.path.insert(0, {src!r})  # another steer source tree (before/after comparisons)
+sys.path.insert(0, {here!r})
+from _operator import call
+from workload import WORKLOADS
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import steer
+
+long_w, short_w = WORKLOADS[{provider!r}]({chunks}), WORKLOADS[{provider!r}](10)
+exporter = InMemorySpanExporter()
+tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(exporter))
+mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+def clients(work):
+    return [work.client(False),
+            steer.wrap(work.client(False), tracer_provider=tp, meter_provider=mp, capture_content=False),
+            steer.wrap(work.client(False), tracer_provider=tp, meter_provider=mp, capture_content=True)]
+
+long_c, short_c = clients(long_w), clients(short_w)
+for t in threading.enumerate():  # tokenizer warm-up thread: done before anything is counted
+    if t is not threading.main_thread():
+        t.join(3600)
+
+def runner(work, client, streams):
+    def run():
+        n = 0
+        for _ in range(streams):
+            for _chunk in work.call(client):
+                n += 1
+        return n
+    return run
+
+for i in range(3):
+    for work, cs in ((long_w, long_c), (short_w, short_c)):
+        runner(work, cs[i], 1)()  # warm-up, uncounted
+    exporter.clear()
+for i in range(3):  # dump order: long bare, short bare, long steer-off, short steer-off, long steer-on, short steer-on
+    assert call(runner(long_w, long_c[i], 1)) == long_w.chunks_yielded
+    assert call(runner(short_w, short_c[i], {short_streams})) == {short_streams} * short_w.chunks_yielded
+    exporter.clear()
+print("CHUNKS", long_w.chunks_yielded, short_w.chunks_yielded)
+"""
+
+
+def count(provider: str, chunks: int, short_streams: int, src: str = "") -> Dict[str, Any]:
+    code = CHILD.format(here=str(HERE), provider=provider, chunks=chunks, short_streams=short_streams, src=src)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "child.py"
+        script.write_text(code)
+        out = Path(tmp) / "cg.out"
+        proc = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+             "--toggle-collect=_operator_call", "--dump-after=_operator_call", sys.executable, str(script)],
+            capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+        c = re.search(r"CHUNKS (\d+) (\d+)", proc.stdout)
+        dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+        totals: List[int] = []
+        for d in dumps:
+            m = re.search(r"^(?:summary|totals):\s*(\d+)", d.read_text(), re.M)
+            if m and int(m.group(1)) > 0:
+                totals.append(int(m.group(1)))
+        if proc.returncode != 0 or not c or len(totals) != 6:
+            raise RuntimeError(f"callgrind run failed ({proc.returncode}, {len(totals)} dumps): {proc.stderr[-1500:]}")
+    long_chunks, short_chunks = int(c.group(1)), int(c.group(2)) * short_streams
+    rows = {}
+    for i, name in enumerate(CONTENDERS):
+        long_i, short_i = totals[2 * i], totals[2 * i + 1]
+        per_chunk = (long_i - short_i / short_streams) / (long_chunks - short_chunks / short_streams)
+        rows[name] = {"per_stream": long_i, "chunks": long_chunks, "per_chunk": round(per_chunk, 1),
+                      "per_call": round(short_i / short_streams - per_chunk * short_chunks / short_streams)}
+    return rows
+
+
+def main(argv: Any = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--providers", default="openai,anthropic")
+    p.add_argument("--chunks", type=int, default=1000)
+    p.add_argument("--short-streams", type=int, default=4, help="short streams counted together (default 4)")
+    p.add_argument("--src", default="", help="a steer source tree (its src/ folder) to count instead of the installed one")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    if not shutil.which("valgrind"):
+        print("valgrind not found (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    results = []
+    for provider in [x for x in a.providers.split(",") if x]:
+        rows = count(provider, a.chunks, a.short_streams, a.src)
+        print(f"{provider}: {json.dumps(rows)}", file=sys.stderr, flush=True)
+        results.append({"provider": provider, "rows": rows})
+    if a.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    print("| provider | contender | instructions/stream | per chunk | per call | steer - bare per chunk (% of bare) | "
+          "steer - bare per call | steer - bare per stream / chunks |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        bare = r["rows"]["bare"]
+        for key, row in r["rows"].items():
+            if key == "bare":
+                diff = "- | - | -"
+            else:
+                d = row["per_chunk"] - bare["per_chunk"]
+                diff = (f"{d:+,.0f} ({100 * d / bare['per_chunk']:.2f}%) | {row['per_call'] - bare['per_call']:+,.0f} | "
+                        f"{(row['per_stream'] - bare['per_stream']) / row['chunks']:+,.0f}")
+            print(f"| {r['provider']} | {key} | {row['per_stream']:,.0f} | {row['per_chunk']:,.0f} | {row['per_call']:,.0f} | {diff} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The overhead benchmark runs, and what it times is steer with its telemetry really on.
+
+``bench/overhead.py --quick`` on two scenarios (200-chunk streams; OpenAI sync and Anthropic async,
+capture on) and a 150-stream memory run: every worker starts, the streams reach the client unaltered, and in the steer workers
+every timed stream produced one ended span that counted every chunk, with usage, time to first chunk
+and the metrics. Timings are printed by the benchmark and never asserted here: they depend on the
+machine and its load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "overhead.py"
+
+# The module fixture runs the benchmark (~30 s on an idle 2-core machine, minutes on a loaded one).
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "overhead.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out), "--scenarios", "openai/sync/on,anthropic/async/on",
+         "--rss-streams", "150", "--rss-modes", "sync"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    data["_stdout"] = proc.stdout
+    data["_md"] = out.with_suffix(".md").read_text()
+    return data
+
+
+def test_every_scenario_ran_both_contenders(results: dict) -> None:
+    seen = {(sc["provider"], sc["mode"]) for sc in results["scenarios"]}
+    assert seen == {("openai", "sync"), ("anthropic", "async")}
+    for sc in results["scenarios"]:
+        assert sc["errors"] == {}, sc["errors"]
+        for name in ("bare", "steer"):
+            c = sc["contenders"][name]
+            assert c["info"]["correctness"]["text_ok"], (sc["provider"], sc["mode"], name)
+            assert c["info"]["correctness"]["chunks"] == c["info"]["correctness"]["expected_chunks"]
+            assert not c.get("chunk_count_mismatch")
+            assert c["summary"]["streams"] == results["args"]["streams"]
+        # overhead and ratio are computed (their values are the benchmark's business, not this test's)
+        assert {"overhead_us", "ratio", "cpu_overhead_us", "cpu_ratio"} <= set(sc["contenders"]["steer"]["summary"])
+
+
+def test_steer_telemetry_was_on_in_every_timed_stream(results: dict) -> None:
+    for sc in results["scenarios"]:
+        steer = sc["contenders"]["steer"]
+        sm, diag = steer["summary"], steer["diag"]
+        # Each timed batch: one ended span per stream, steer.stream.chunks == chunks yielded, end complete.
+        assert sm["spans_expected"] == sm["streams"] and sm["spans_ok"] == sm["streams"], sm
+        assert diag["spans_bad"] == 0 and diag["spans_checked"] == sm["streams"]
+        assert diag["spans"] == 1
+        assert diag["chunks_attr"] == diag["expected_chunks"]
+        assert diag["end"] == "complete"
+        assert diag["ttfc_s"] and diag["ttfc_s"] > 0
+        assert diag["max_gap_s"] is not None
+        assert diag["usage_source"] == "reported" and diag["usage_ok"]
+        assert diag["content_on_span"]  # capture on
+        assert diag["span_events"] == 0  # no per-chunk span events
+        for metric in ("gen_ai.client.operation.duration", "gen_ai.client.operation.time_to_first_chunk",
+                       "gen_ai.client.operation.time_per_output_chunk", "gen_ai.client.token.usage",
+                       "steer.client.stream.chunks"):
+            assert diag["metrics"].get(metric), metric
+        assert diag["active_streams"] == 0
+        # bare really is bare
+        assert "spans" not in sc["contenders"]["bare"]["diag"]
+
+
+def test_end_of_stream_cost_covers_reported_and_estimated_usage(results: dict) -> None:
+    for sc in results["scenarios"]:
+        end = sc["contenders"]["steer"]["diag"]["end_cost"]
+        assert end["reported_usage"]["usage_source"] == "reported"
+        assert end["estimated_usage"]["usage_source"] == "estimated"
+        assert end["reported_usage"]["wall_us_median"] > 0 and end["estimated_usage"]["cpu_us_median"] >= 0
+
+
+def test_allocations_and_memory_are_measured(results: dict) -> None:
+    for sc in results["scenarios"]:
+        if sc["mode"] == "sync":
+            for name in ("bare", "steer"):
+                alloc = sc["contenders"][name]["alloc"]
+                assert "error" not in alloc, alloc
+                assert {"retained_bytes_per_chunk", "steer_retained_bytes_per_chunk", "transient_peak_bytes_per_chunk"} <= set(alloc)
+    (rss,) = results["rss"]
+    assert rss["contender"] == "steer" and rss["streams"] == 150
+    assert rss["spans_ended"] == 150  # every stream of the memory run ended its span
+    assert rss["active_streams_after"] == 0
+    assert len(rss["series"]) >= 2
+
+
+def test_report_is_written(results: dict) -> None:
+    md = results["_md"]
+    assert "| provider | mode | capture | bare µs/chunk | steer µs/chunk |" in md
+    assert "End of stream" in md and "Allocations" in md and "Memory over many streams" in md
+    assert md in results["_stdout"]
