@@ -85,9 +85,15 @@ def instrument(**options: Any) -> None:
     with _LOCK:
         runtime = build_runtime(**options)
         _STATE.runtime = runtime
-        for target in all_targets():
-            if target.provider_group in runtime.settings.providers:
-                _when_imported(target)
+        hook, apply_now = _plan([t for t in all_targets() if t.provider_group in runtime.settings.providers])
+    # Outside the lock: registering a hook may run it at once, and patching imports the SDK module,
+    # which waits for an import of it in progress on another thread — whose own post-import hooks
+    # (the SDK modules import each other) take _LOCK. Waiting on an import while holding _LOCK is a
+    # lock-order deadlock (tests/reliability/test_concurrent_instrument.py found it).
+    for target in hook:
+        wrapt.register_post_import_hook(lambda module, t=target: _on_import(t), target.module.split(":")[0])
+    for target in apply_now:
+        _apply(target, current_runtime)
 
 
 def uninstrument() -> None:
@@ -105,34 +111,37 @@ def instrumentation_status() -> Dict[str, str]:
     return dict(_STATE.status)
 
 
-def _when_imported(target: Target) -> None:
-    """Patch a target once its SDK module is imported (now, if it already is).
+def _plan(targets: List[Target]) -> Tuple[List[Target], List[Target]]:
+    """Which targets need a post-import hook, and which to patch now (their SDK is imported). Under _LOCK.
 
     instrument() never imports an SDK itself: importing anthropic and google-genai costs seconds,
     and an application that uses only one SDK must not pay for the others. wrapt's post-import hooks
     cannot be removed, so a hook that fires after uninstrument() (or for a provider turned off since)
     does nothing.
     """
-    key = (target.module, target.owner, target.attribute)
-    if key in _STATE.patches:
-        return
-    if key not in _STATE.hooked:
-        _STATE.hooked.add(key)
-        _STATE.status.setdefault(".".join(key), "waiting for import")
-        wrapt.register_post_import_hook(lambda module, t=target: _on_import(t), target.module.split(":")[0])
-        return
-    if target.module in sys.modules:
-        _apply(target, current_runtime)
+    hook: List[Target] = []
+    apply_now: List[Target] = []
+    for target in targets:
+        key = (target.module, target.owner, target.attribute)
+        if key in _STATE.patches:
+            continue
+        if key not in _STATE.hooked:  # the hook runs at once if the module is already imported
+            _STATE.hooked.add(key)
+            _STATE.status.setdefault(".".join(key), "waiting for import")
+            hook.append(target)
+        elif target.module in sys.modules:
+            apply_now.append(target)
+    return hook, apply_now
 
 
 def _on_import(target: Target) -> None:
-    with _LOCK:
-        runtime = _STATE.runtime
-        if runtime is not None and target.provider_group in runtime.settings.providers:
-            try:
-                _apply(target, current_runtime)
-            except Exception as exc:  # an import hook must never break the application's import
-                _STATE.status[".".join((target.module, target.owner, target.attribute))] = f"failed: {exc!r}"
+    # Runs inside the application's import of the SDK module (any thread); never raises into it.
+    runtime = _STATE.runtime
+    if runtime is not None and target.provider_group in runtime.settings.providers:
+        try:
+            _apply(target, current_runtime)
+        except Exception as exc:  # an import hook must never break the application's import
+            _STATE.status[".".join((target.module, target.owner, target.attribute))] = f"failed: {exc!r}"
 
 
 def _resolve_owner(target: Target) -> Any:
@@ -148,7 +157,7 @@ def _apply(target: Target, get_runtime: Callable[[], Optional[Runtime]]) -> None
     if key in _STATE.patches:
         return
     try:
-        owner = _resolve_owner(target)
+        owner = _resolve_owner(target)  # may wait for another thread's import: never under _LOCK
     except ImportError:
         _STATE.status[name] = "sdk not installed"
         return
@@ -156,15 +165,18 @@ def _apply(target: Target, get_runtime: Callable[[], Optional[Runtime]]) -> None
         _STATE.status[name] = f"seam moved: {exc}"
         log.warning("steer: cannot patch %s (%s); this SDK version moved it", name, exc)
         return
-    original = owner.__dict__.get(target.attribute)
-    if original is None:
-        _STATE.status[name] = "seam moved: attribute missing"
-        log.warning("steer: cannot patch %s: attribute missing in this SDK version", name)
-        return
-    factory = target.wrapper_factory or (async_wrapper if target.is_async else sync_wrapper)
-    setattr(owner, target.attribute, wrapt.FunctionWrapper(original, factory(target.spec, get_runtime)))
-    _STATE.patches[key] = (owner, target.attribute, original)
-    _STATE.status[name] = "patched"
+    with _LOCK:  # check-and-patch is atomic: two threads never wrap the same method twice
+        if key in _STATE.patches or _STATE.runtime is None:  # done meanwhile, or uninstrumented since
+            return
+        original = owner.__dict__.get(target.attribute)
+        if original is None:
+            _STATE.status[name] = "seam moved: attribute missing"
+            log.warning("steer: cannot patch %s: attribute missing in this SDK version", name)
+            return
+        factory = target.wrapper_factory or (async_wrapper if target.is_async else sync_wrapper)
+        setattr(owner, target.attribute, wrapt.FunctionWrapper(original, factory(target.spec, get_runtime)))
+        _STATE.patches[key] = (owner, target.attribute, original)
+        _STATE.status[name] = "patched"
 
 
 def patched_targets() -> List[str]:

@@ -173,6 +173,12 @@ class Session:
         except Exception as exc:
             asm.decode_errors += 1
             rt.internal_error(f"decode_finish:{call.api}", exc)
+        # Decoders copy ids and model names from the wire as they come; a server that sends a number or
+        # an object there must not break the end of the call (usage estimation, attributes, metrics).
+        if not isinstance(asm.response_id, str):
+            asm.response_id = None
+        if not isinstance(asm.response_model, str):
+            asm.response_model = None
         outcome = Outcome(end=end, duration_s=(now - self.t0) / 1e9, chunks=self.chunks,  # type: ignore[arg-type]
                           response_id=asm.response_id, response_model=asm.response_model,
                           finish_reasons=asm.finish_reasons(), decode_errors=asm.decode_errors)
@@ -202,6 +208,7 @@ class Session:
         outcome.extra = asm.extra
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
         if self.active_counted:
+            self.active_counted = False  # once: the fallback below must not decrement it again
             rt.instruments.active.add(-1, self.metric_attrs)
         rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
         if rt.listeners.active:
@@ -212,6 +219,7 @@ class Session:
             if self.span is not None and self.span.is_recording():
                 self.span.end()
             if self.active_counted:
+                self.active_counted = False
                 self.rt.instruments.active.add(-1, self.metric_attrs)
         except Exception:
             pass
@@ -251,12 +259,16 @@ class Session:
             return Usage(source="none")  # the request failed before any output: nothing to estimate
         from steer.processing.usage import estimate_usage
 
-        return estimate_usage(
-            provider=self.call.provider, model=asm.response_model or self.call.request_model, request=self.call.request,
-            output_text=asm.all_text(), reasoning_text=asm.joined_reasoning(),
-            tool_arguments=[c.raw_arguments or "" for c in outcome.tool_calls],
-            tool_names=[c.name or "" for c in outcome.tool_calls], api=self.call.api,
-        )
+        try:
+            return estimate_usage(
+                provider=self.call.provider, model=asm.response_model or self.call.request_model, request=self.call.request,
+                output_text=asm.all_text(), reasoning_text=asm.joined_reasoning(),
+                tool_arguments=[c.raw_arguments or "" for c in outcome.tool_calls],
+                tool_names=[c.name or "" for c in outcome.tool_calls], api=self.call.api,
+            )
+        except Exception as exc:  # an estimate is optional; the span and the metrics of the call are not
+            self.rt.internal_error("usage_estimate", exc)
+            return Usage(source="none")
 
     # -- content capture (only when on) --------------------------------------------------------------
     def _input_content(self) -> Optional[Dict[str, Any]]:

@@ -46,12 +46,21 @@ class SSEDecoder:
     last event ID survives, as ``EventSource`` keeps it across reconnections.
     Do not interleave ``feed`` and ``feed_text`` in the middle of a multi-byte
     character: the byte decoder's pending bytes are not seen by ``feed_text``.
+
+    ``max_event_chars`` bounds memory against a hostile or broken server (a line
+    that never ends, data lines with no blank line): an event whose data plus
+    unterminated line outgrow it is dropped whole and counted in ``dropped``,
+    and the decoder resynchronises at the next blank line. None (the default)
+    keeps the spec's unbounded behaviour. The check runs once per feed, not per line.
     """
 
-    __slots__ = ("_utf8", "_at_start", "_skip_lf", "_partial", "_data", "_event", "_retry", "_last_id")
+    __slots__ = ("_utf8", "_at_start", "_skip_lf", "_partial", "_data", "_event", "_retry", "_last_id",
+                 "_max", "_psize", "_dsize", "_dcount", "_overflow", "_skip_line", "dropped")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_chars: int | None = None) -> None:
         self._last_id: str | None = None
+        self._max = max_event_chars
+        self.dropped = 0  # events dropped for outgrowing max_event_chars (kept across flush)
         self._reset()
 
     def _reset(self) -> None:
@@ -65,19 +74,30 @@ class SSEDecoder:
         self._data: list[str] = []  # data lines of the current block; empty == empty data buffer
         self._event = ""
         self._retry: int | None = None
+        # Bookkeeping for max_event_chars: characters held in _partial and in _data (counted
+        # incrementally: _dcount data lines are already in _dsize), and whether the current event or
+        # line outgrew the cap (its data is dropped; the rest of an oversized line is ignored).
+        self._psize = self._dsize = self._dcount = 0
+        self._overflow = self._skip_line = False
 
     # -- input -----------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        return self._feed_str(self._utf8.decode(chunk))
+        events = self._feed_str(self._utf8.decode(chunk))
+        if self._max is not None:
+            self._bound()
+        return events
 
     def feed_text(self, text: str) -> list[ServerSentEvent]:
-        return self._feed_str(text)
+        events = self._feed_str(text)
+        if self._max is not None:
+            self._bound()
+        return events
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: decode leftover bytes, finish the last line, dispatch the last event."""
         events = self._feed_str(self._utf8.decode(b"", True))
-        if self._partial:
+        if self._partial and not self._skip_line:
             # An unterminated final line is still a complete field line at EOF.
             self._process(["".join(self._partial)], events)
         self._dispatch(events)
@@ -117,15 +137,35 @@ class SSEDecoder:
         tail = lines.pop()  # text after the last line end: an incomplete line ("" if none)
         if not lines:
             self._partial.append(tail)
+            self._psize += len(tail)
             return events
-        if self._partial:
+        if self._skip_line:  # the start of this line was dropped (too long): ignore its rest too
+            self._skip_line = False
+            lines[0] = ":"  # a comment line: a no-op that still ends the line
+            self._partial = [tail] if tail else []
+        elif self._partial:
             self._partial.append(lines[0])
             lines[0] = "".join(self._partial)
             self._partial = [tail] if tail else []
         elif tail:
             self._partial.append(tail)
+        self._psize = len(tail)
         self._process(lines, events)
         return events
+
+    def _bound(self) -> None:
+        """Enforce max_event_chars after a feed (amortised O(1) per line: new data lines only)."""
+        data = self._data
+        for i in range(self._dcount, len(data)):
+            self._dsize += len(data[i])
+        self._dcount = len(data)
+        if self._psize + self._dsize <= self._max:  # type: ignore[operator]
+            return
+        self._overflow = True
+        data.clear()
+        self._dsize = self._dcount = 0
+        if self._psize > self._max:  # type: ignore[operator]
+            self._partial, self._psize, self._skip_line = [], 0, True
 
     def _process(self, lines: list[str], events: list[ServerSentEvent]) -> None:
         data = self._data
@@ -157,11 +197,16 @@ class SSEDecoder:
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
         data = self._data
-        if data:
+        if self._overflow:  # the event outgrew max_event_chars: dropped whole, never half-delivered
+            self._overflow = False
+            self.dropped += 1
+            data.clear()
+        elif data:
             events.append(
                 ServerSentEvent(self._event or "message", "\n".join(data), self._last_id, self._retry)
             )
             data.clear()
+        self._dsize = self._dcount = 0
         # Per spec the event type resets even when nothing is dispatched (empty data);
         # retry is per block in our model. The last event id deliberately persists.
         self._event = ""

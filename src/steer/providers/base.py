@@ -208,7 +208,7 @@ class Assembly:
         if builder is None:
             self.tool_fragment(choice, key, None, None, full)
             return False
-        if "".join(builder.parts) == full:
+        if _join(builder.parts) == full:
             self.duplicates_dropped += 1
             return True
         builder.parts = [full]  # the snapshot wins over fragments that went missing
@@ -228,13 +228,13 @@ class Assembly:
 
     # -- reads (end of call) --------------------------------------------------------------------------
     def joined_text(self, choice: int = 0) -> str:
-        return "".join(self.text.get(choice, ()))
+        return _join(self.text.get(choice, ()))
 
     def all_text(self) -> str:
-        return "".join("".join(self.text[c]) for c in sorted(self.text))
+        return "".join(_join(self.text[c]) for c in sorted(self.text))
 
     def joined_reasoning(self) -> str:
-        return "".join("".join(self.reasoning[c]) for c in sorted(self.reasoning))
+        return "".join(_join(self.reasoning[c]) for c in sorted(self.reasoning))
 
     def finish_reasons(self) -> List[str]:
         return [self.finish[c] for c in sorted(self.finish)]
@@ -242,7 +242,20 @@ class Assembly:
     def raw_tool_calls(self) -> List[Tuple[int, Optional[str], Optional[str], Any, str]]:
         """(choice, id, name, whole-or-None, joined raw arguments) in arrival order."""
         ordered = sorted(self.tools.items(), key=lambda kv: kv[1].order)
-        return [(choice, b.id, b.name, b.whole, "".join(b.parts)) for (choice, _), b in ordered]
+        return [(choice, _text_or_none(b.id), _text_or_none(b.name), b.whole, _join(b.parts)) for (choice, _), b in ordered]
+
+
+def _join(parts: Any) -> str:
+    """Join text pieces at the end of a call. A server can put a number or a list where text belongs;
+    such pieces are dropped here, once, so the per-chunk writes above pay no type check."""
+    try:
+        return "".join(parts)
+    except TypeError:
+        return "".join(p for p in parts if type(p) is str)
+
+
+def _text_or_none(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 class Decoder(Protocol):

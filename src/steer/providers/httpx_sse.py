@@ -8,7 +8,9 @@ the SDKs: this module frames the bytes it reads — Server-Sent Events, or Gemin
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from typing import Any, List, Optional, Tuple
 
 from steer.providers.base import view
@@ -16,15 +18,30 @@ from steer.sse import SSEDecoder
 
 Frame = Tuple[str, Any]  # (SSE event name or "", the parsed JSON value seen through AttrView)
 
+# The most steer holds for one frame (an SSE event, one element of a JSON array). Far above any
+# real frame (a Gemini inline image is a few MB), so only a hostile or broken body reaches it: that
+# frame is dropped and counted in `bad`, and memory stays bounded whatever the server sends.
+MAX_FRAME_CHARS = 32 * 1024 * 1024
+# json.loads raises RecursionError (not ValueError) on deeply nested input: both mean "not a frame".
+_NOT_JSON = (ValueError, RecursionError)
+_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)  # up to a closing quote or a lone trailing backslash
+_STRUCTURAL = re.compile(r'"|[{\[]+|[}\]]+')
+
 
 class SSEFrames:
-    """SSE bytes -> JSON frames. ``[DONE]`` ends nothing by itself; data that is not JSON is counted."""
+    """SSE bytes -> JSON frames. ``[DONE]`` ends nothing by itself; data that is not a JSON object is counted."""
 
-    __slots__ = ("_sse", "bad")
+    __slots__ = ("_sse", "_bad", "done")
 
-    def __init__(self) -> None:
-        self._sse = SSEDecoder()
-        self.bad = 0
+    def __init__(self, max_chars: int = MAX_FRAME_CHARS) -> None:
+        self._sse = SSEDecoder(max_event_chars=max_chars)
+        self._bad = 0
+        self.done = False  # `data: [DONE]` seen: the stream reached its end marker
+
+    @property
+    def bad(self) -> int:
+        """Frames that were not JSON, plus events dropped for outgrowing the cap."""
+        return self._bad + self._sse.dropped
 
     def feed(self, data: bytes) -> List[Frame]:
         return self._frames(self._sse.feed(data))
@@ -36,12 +53,18 @@ class SSEFrames:
         out: List[Frame] = []
         for event in events:
             text = event.data
-            if not text or text.startswith("[DONE]"):
+            if not text:
+                continue
+            if text.startswith("[DONE]"):
+                self.done = True
                 continue
             try:
                 value = json.loads(text)
-            except ValueError:
-                self.bad += 1
+            except _NOT_JSON:
+                self._bad += 1
+                continue
+            if type(value) is not dict:  # `data: null`, a number, a list: no provider frame looks like that
+                self._bad += 1
                 continue
             name = event.event if event.event != "message" else ""
             if name == "error" and isinstance(value, dict) and "type" not in value:
@@ -53,52 +76,78 @@ class SSEFrames:
 class JsonArrayFrames:
     """A streamed top-level JSON array (Gemini without ``alt=sse``): each element as it closes.
 
-    Scans only new bytes for the element boundaries (depth, strings, escapes); an element is parsed
-    once, when its closing brace arrives.
+    Scans only new text for the element boundaries (depth, strings, escapes; string bodies are
+    skipped by one regex call, so per-character work runs in C); an element is parsed once, when its
+    closing brace arrives. Bytes are decoded incrementally, so a UTF-8 character split between two
+    reads stays whole. Only the open element is kept (as pieces, joined once), at most ``max_chars``
+    of it: a larger one is scanned through, dropped and counted in ``bad``.
     """
 
-    __slots__ = ("_buf", "_depth", "_in_string", "_escape", "_start", "_pos", "bad")
+    __slots__ = ("_utf8", "_parts", "_size", "_depth", "_in_string", "_escape", "_open", "_dropping", "_max", "bad")
 
-    def __init__(self) -> None:
-        self._buf = ""
+    def __init__(self, max_chars: int = MAX_FRAME_CHARS) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._parts: List[str] = []  # text of the element being read
+        self._size = 0
         self._depth = 0
         self._in_string = False
         self._escape = False
-        self._start: Optional[int] = None
-        self._pos = 0
+        self._open = False  # inside an element (an object at depth 2)
+        self._dropping = False  # the open element outgrew max_chars: scanned, not kept
+        self._max = max_chars
         self.bad = 0
 
     def feed(self, data: bytes) -> List[Frame]:
-        self._buf += data.decode("utf-8", errors="replace")
+        text = self._utf8.decode(data)
         out: List[Frame] = []
-        buf, i = self._buf, self._pos
-        while i < len(buf):
-            ch = buf[i]
+        i, n = 0, len(text)
+        start = 0  # where the open element's text begins in `text`
+        while i < n:
             if self._in_string:
-                if self._escape:
-                    self._escape = False
-                elif ch == "\\":
-                    self._escape = True
-                elif ch == '"':
-                    self._in_string = False
-            elif ch == '"':
+                if self._escape:  # the escaped character opens this piece
+                    self._escape, i = False, i + 1
+                    continue
+                i = _STRING_BODY.match(text, i).end()  # type: ignore[union-attr]
+                if i >= n:
+                    break
+                if text[i] == "\\":  # a lone backslash ends the piece: its escape is carried over
+                    self._escape, i = True, n
+                    break
+                self._in_string, i = False, i + 1
+                continue
+            m = _STRUCTURAL.search(text, i)  # a quote, or a run of openers, or a run of closers
+            if m is None:
+                break
+            run, i = m.group(), m.end()
+            d = self._depth
+            if run == '"':
                 self._in_string = True
-            elif ch in "{[":
-                self._depth += 1
-                if self._depth == 2 and ch == "{":
-                    self._start = i
-            elif ch in "}]":
-                self._depth -= 1
-                if self._depth == 1 and self._start is not None:
-                    self._emit(buf[self._start:i + 1], out)
-                    self._start = None
-            i += 1
-        # Keep only the unfinished element: memory stays bounded by the largest element.
-        cut = self._start if self._start is not None else len(buf)
-        self._buf, self._pos = buf[cut:], i - cut
-        if self._start is not None:
-            self._start = 0
+            elif run[0] in "{[":  # a run costs one step however deep it nests (hostile input)
+                self._depth = d + len(run)
+                if d < 2 <= self._depth and run[1 - d] == "{":  # the opener reaching depth 2
+                    self._open, start = True, m.start() + 1 - d
+                    self._parts, self._size, self._dropping = [], 0, False
+            else:
+                self._depth = d - len(run)
+                if self._open and d >= 2 > self._depth:  # the closer back to depth 1 ends the element
+                    self._open, end = False, m.start() + d - 1
+                    if self._keep(text[start:end]):
+                        self._emit("".join(self._parts), out)
+                    else:
+                        self.bad += 1
+                    self._parts = []
+        if self._open:
+            self._keep(text[start:])
         return out
+
+    def _keep(self, piece: str) -> bool:
+        if not self._dropping:
+            self._size += len(piece)
+            if self._size <= self._max:
+                self._parts.append(piece)
+            else:
+                self._dropping, self._parts = True, []
+        return not self._dropping
 
     def flush(self) -> List[Frame]:
         return []
@@ -106,7 +155,7 @@ class JsonArrayFrames:
     def _emit(self, text: str, out: List[Frame]) -> None:
         try:
             out.append(("", view(json.loads(text))))
-        except ValueError:
+        except _NOT_JSON:
             self.bad += 1
 
 
@@ -126,7 +175,7 @@ class WholeJson:
     def flush(self) -> List[Frame]:
         try:
             value = json.loads(b"".join(self._parts) or b"null")
-        except ValueError:
+        except _NOT_JSON:
             self.bad += 1
             return []
         return [("", view(value))] if isinstance(value, dict) else []

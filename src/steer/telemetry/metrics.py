@@ -55,10 +55,11 @@ class Instruments:
 
     def record(self, call: CallInfo, outcome: Outcome, base_attrs: Dict[str, Any], gap_mode: str) -> None:
         attrs = dict(base_attrs)
+        # From the wire: bounded, since each distinct value keys a time series of every instrument.
         if outcome.response_model:
-            attrs[sc.RESPONSE_MODEL] = outcome.response_model
+            attrs[sc.RESPONSE_MODEL] = str(outcome.response_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
         if outcome.error_type:
-            attrs[sc.ERROR_TYPE] = outcome.error_type
+            attrs[sc.ERROR_TYPE] = str(outcome.error_type)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
         self.duration.record(outcome.duration_s, attrs)
         if call.streaming:
             self.chunks.record(outcome.chunks, attrs)
@@ -89,7 +90,7 @@ class Instruments:
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:
     attrs: Dict[str, Any] = {sc.OPERATION_NAME: call.operation, sc.PROVIDER_NAME: call.provider}
     if call.request_model:
-        attrs[sc.REQUEST_MODEL] = call.request_model
+        attrs[sc.REQUEST_MODEL] = str(call.request_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
     if call.server_address:
         attrs[sc.SERVER_ADDRESS] = call.server_address
     if call.server_port:

@@ -83,3 +83,12 @@ TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 METRIC_ATTRIBUTES = (OPERATION_NAME, PROVIDER_NAME, REQUEST_MODEL, RESPONSE_MODEL, SERVER_ADDRESS, SERVER_PORT, ERROR_TYPE)
 
 ERROR_TYPE_OTHER = "_OTHER"
+
+# Size bounds on what steer emits. Ids, model names, finish reasons and error types come from the
+# wire, where a broken or hostile server can put megabytes; captured content has its own cap
+# (content_max_chars). Strings past a bound are cut, sequences past a bound keep their head.
+MAX_ATTRIBUTE_CHARS = 1024  # one span attribute string (an id is ~50, a model name ~100)
+MAX_ATTRIBUTE_ITEMS = 128  # one span attribute sequence (finish reasons: one per choice, n <= 128)
+MAX_METRIC_ATTRIBUTE_CHARS = 256  # one metric attribute string (they key every time series)
+MAX_EXCEPTION_MESSAGE_CHARS = 4096  # exception.message of a recorded exception
+MAX_EXCEPTION_STACKTRACE_CHARS = 16384  # exception.stacktrace: its head and its tail are kept

@@ -66,9 +66,11 @@ class SpanRecorder:
             name_ = _EXTRA.get(key)
             if name_ and isinstance(value, (bool, int, float, str)):
                 attrs[name_] = value
+        attrs = bounded(attrs)
         if content:
             attrs.update(self._content_attrs(content))
-        return self._tracer.start_span(name, kind=self._kind, attributes=attrs, start_time=wall_ns)
+        return self._tracer.start_span(clip(name, sc.MAX_ATTRIBUTE_CHARS), kind=self._kind, attributes=attrs,
+                                       start_time=wall_ns)
 
     def end(self, span: Any, call: CallInfo, outcome: Outcome, end_wall_ns: int) -> None:
         attrs: Dict[str, Any] = {}
@@ -104,13 +106,16 @@ class SpanRecorder:
             name_ = _EXTRA.get(key)
             if name_ and isinstance(value, (bool, int, float, str)):
                 attrs[name_] = value
+        if outcome.error_type:
+            attrs[sc.ERROR_TYPE] = outcome.error_type
+        attrs = bounded(attrs)  # before content: captured content has its own cap
         if outcome.output_messages is not None:
             attrs.update(self._content_attrs({"output": outcome.output_messages}))
         if outcome.error_type:
-            attrs[sc.ERROR_TYPE] = outcome.error_type
-            span.set_status(self._error_status(self._error_code, outcome.error_message or outcome.error_type))
+            span.set_status(self._error_status(self._error_code, clip(outcome.error_message or outcome.error_type,
+                                                                      sc.MAX_EXCEPTION_MESSAGE_CHARS)))
             if outcome.error is not None:
-                span.record_exception(outcome.error, escaped=True)
+                span.record_exception(outcome.error, attributes=_exception_bounds(outcome.error), escaped=True)
         span.set_attributes(attrs)
         span.end(end_time=end_wall_ns)
 
@@ -157,3 +162,34 @@ class SpanRecorder:
                 return "[steer: redaction hook failed; content withheld]"  # never leak unredacted content
         cap = self._settings.content_max_chars
         return text if len(text) <= cap else text[:cap] + "…[truncated]"
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+
+
+def bounded(attrs: Dict[str, Any]) -> Dict[str, Any]:
+    """Span attributes with every string and sequence cut to the schema's bounds (semconv.MAX_*)."""
+    out: Dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, str):
+            value = clip(value, sc.MAX_ATTRIBUTE_CHARS)
+        elif isinstance(value, (list, tuple)):
+            value = [clip(v, sc.MAX_ATTRIBUTE_CHARS) if isinstance(v, str) else v for v in value[:sc.MAX_ATTRIBUTE_ITEMS]]
+        out[key] = value
+    return out
+
+
+def _exception_bounds(error: BaseException) -> Optional[Dict[str, Any]]:
+    """Bounded exception.message / exception.stacktrace overrides, only when the exception needs them
+    (a provider can put megabytes into an error message; the traceback repeats it)."""
+    message = str(error)
+    if len(message) <= sc.MAX_EXCEPTION_MESSAGE_CHARS:
+        return None
+    import traceback
+
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    half = sc.MAX_EXCEPTION_STACKTRACE_CHARS // 2
+    if len(trace) > 2 * half:
+        trace = trace[:half] + "\n…[truncated]…\n" + trace[-half:]
+    return {"exception.message": clip(message, sc.MAX_EXCEPTION_MESSAGE_CHARS), "exception.stacktrace": trace}

@@ -59,6 +59,10 @@ class _Feed:
             session.asm.decode_errors += self.framer.bad
         except Exception as exc:
             session.rt.internal_error("httpx_end", exc)
+        if how in ("closed_early", "abandoned") and getattr(self.framer, "done", False):
+            # The reader stopped at `data: [DONE]` (the openai SDK does; so do httpx-sse loops that
+            # `break` there) before the chunked body's last empty chunk: nothing was cut short.
+            how = "complete"
         session.finish(how, error)
 
 
