@@ -58,6 +58,8 @@ def load_settings(
     redact: Optional[Redactor] = None,
     chunk_gap_metric: Optional[str] = None,
     provider_name: Optional[str] = None,
+    json_max_depth: Optional[int] = None,
+    json_max_bytes: Optional[int] = None,
 ) -> Settings:
     if isinstance(providers, str):
         providers = (providers,)
@@ -83,6 +85,8 @@ def load_settings(
         estimate_usage=estimate_usage if estimate_usage is not None else _env_bool("STEER_ESTIMATE_USAGE", True),
         chunk_gap_metric=gap_mode,
         provider_name_override=provider_name or os.environ.get("STEER_PROVIDER_NAME") or None,
+        json_max_depth=json_max_depth or _env_int("STEER_JSON_MAX_DEPTH", 64),
+        json_max_bytes=json_max_bytes or _env_int("STEER_JSON_MAX_BYTES", 8 * 1024 * 1024),
     )
 
 

@@ -60,11 +60,13 @@ def build_runtime(
     redact: Optional[Callable[[str], str]] = None,
     chunk_gap_metric: Optional[str] = None,
     provider_name: Optional[str] = None,
+    json_max_depth: Optional[int] = None,
+    json_max_bytes: Optional[int] = None,
 ) -> Runtime:
     settings = load_settings(
         providers=providers, capture_content=capture_content, estimate_usage=estimate_usage,
         content_max_chars=content_max_chars, redact=redact, chunk_gap_metric=chunk_gap_metric,
-        provider_name=provider_name,
+        provider_name=provider_name, json_max_depth=json_max_depth, json_max_bytes=json_max_bytes,
     )
     from steer import otel_setup
 

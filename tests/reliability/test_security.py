@@ -289,6 +289,35 @@ def test_hostile_json_output_is_bounded(content: str, instrumented: Any) -> None
     """JSON-mode output that nests 200,000 deep or carries a 9 MB string: flagged, no exception,
     nothing unbounded on the span."""
     telemetry = instrumented()
+    text = _json_mode_call(content)
+    assert text == content  # the caller got all of it
+    (span,) = telemetry.genai_spans()
+    assert span.attributes["steer.json.error"] in ("json.depth_exceeded", "json.size_exceeded")
+    assert span.attributes["steer.json.valid"] is False
+    _check_bounded(telemetry)
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_json_bounds_are_configurable(how: str, instrumented: Any, monkeypatch: Any) -> None:
+    """A valid document over the configured depth or size is flagged; under the defaults it is not."""
+    deep, big = "[" * 9 + "]" * 9, '{"a": "' + "x" * 2000 + '"}'
+    telemetry = instrumented()
+    _json_mode_call(deep), _json_mode_call(big)
+    assert [s.attributes.get("steer.json.error") for s in telemetry.genai_spans()] == [None, None]
+    if how == "argument":
+        instrumented(json_max_depth=8, json_max_bytes=1000)
+    else:
+        monkeypatch.setenv("STEER_JSON_MAX_DEPTH", "8")
+        monkeypatch.setenv("STEER_JSON_MAX_BYTES", "1000")
+        instrumented()
+    telemetry.clear()
+    _json_mode_call(deep), _json_mode_call(big)
+    assert [s.attributes.get("steer.json.error") for s in telemetry.genai_spans()] == [
+        "json.depth_exceeded", "json.size_exceeded"]
+
+
+def _json_mode_call(content: str) -> str:
+    """One streamed OpenAI chat call in JSON mode whose output is `content`; returns the text read."""
     pieces = [content[i:i + 65536] for i in range(0, len(content), 65536)]
     chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
                "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
@@ -300,10 +329,5 @@ def test_hostile_json_output_is_bounded(content: str, instrumented: Any) -> None
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     client = openai.OpenAI(api_key="x", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)), max_retries=0)
-    text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+    return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "json"}], stream=True, response_format={"type": "json_object"}))
-    assert text == content  # the caller got all of it
-    (span,) = telemetry.genai_spans()
-    assert span.attributes["steer.json.error"] in ("json.depth_exceeded", "json.size_exceeded")
-    assert span.attributes["steer.json.valid"] is False
-    _check_bounded(telemetry)
