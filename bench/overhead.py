@@ -41,7 +41,8 @@ TARGET_CPU_US, TARGET_RATIO = 2.0, 1.02
 
 
 class WorkerProc:
-    def __init__(self, contender: str, provider: str, mode: str, capture: str, chunks: int, a: Any, log: Path) -> None:
+    def __init__(self, contender: str, provider: str, mode: str, capture: str, chunks: int, a: Any, log: Path,
+                 hash_seed: int = 0) -> None:
         self.name = contender
         self.log_path = log
         self.log = open(log, "w")
@@ -51,7 +52,9 @@ class WorkerProc:
             cmd.append("--no-async-yield")
         if a.quick:
             cmd.append("--quick")
-        env = dict(os.environ, PYTHONHASHSEED="0")
+        # The hash seed changes the process's memory layout (dict/set orders, interned strings): one seed per
+        # worker index, the same for both contenders, so each pair differs only by steer.
+        env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                   bufsize=1, env=env)
         first = self._read()
@@ -93,26 +96,37 @@ def run_scenario(provider: str, mode: str, capture: str, a: Any, log_dir: Path) 
     label = f"{provider}/{mode}/capture-{capture}"
     print(f"=== {label}", flush=True)
     res: Dict[str, Any] = {"provider": provider, "mode": mode, "capture": capture == "on", "contenders": {}, "errors": {}}
-    procs = {}
+    # `a.processes` workers per contender: a process's own speed differs by a few µs per chunk from the
+    # next one's (memory layout), so one process per contender cannot tell steer from layout luck.
+    # Round r uses worker r % processes of every contender; medians pool all of them.
+    procs: Dict[str, List[WorkerProc]] = {}
     for name in a.contenders:
-        wp = WorkerProc(name, provider, mode, capture, a.chunks, a, log_dir / f"{provider}-{mode}-{capture}-{name}.log")
-        if wp.error:
-            res["errors"][name] = wp.error
-            print(f"  ! {name} failed to start: {wp.error.strip().splitlines()[-1:]}", flush=True)
-            wp.close()
+        for i in range(a.processes):
+            wp = WorkerProc(name, provider, mode, capture, a.chunks, a,
+                            log_dir / f"{provider}-{mode}-{capture}-{name}-{i}.log", hash_seed=i)
+            if wp.error:
+                res["errors"][name] = wp.error
+                print(f"  ! {name} failed to start: {wp.error.strip().splitlines()[-1:]}", flush=True)
+                wp.close()
+                break
+            procs.setdefault(name, []).append(wp)
+            c = wp.info["correctness"]
+            if c["chunks"] != c["expected_chunks"] or not c["text_ok"]:
+                res["errors"][name] = f"stream altered: {c}"
+        if name in res["errors"]:
+            for wp in procs.pop(name, []):
+                wp.close()
             continue
-        procs[name] = wp
-        c = wp.info["correctness"]
-        if c["chunks"] != c["expected_chunks"] or not c["text_ok"]:
-            res["errors"][name] = f"stream altered: {c}"
-        res["contenders"][name] = {"info": wp.info, "total_ns": [], "cpu_ns": [], "ttfc_ns": [], "tail_ns": [],
-                                   "round_ns": [], "round_cpu_ns": [], "telemetry": []}
+        res["contenders"][name] = {"info": procs[name][0].info, "total_ns": [], "cpu_ns": [], "ttfc_ns": [],
+                                   "tail_ns": [], "round_ns": [], "round_cpu_ns": [], "telemetry": [],
+                                   "process_cpu_ns": [[] for _ in procs[name]]}
     alive = list(procs)
     batch = max(1, a.streams // a.rounds)
     for r in range(a.rounds):
         k = r % max(1, len(alive))
         for name in alive[k:] + alive[:k]:
-            out = procs[name].call(cmd="run", n=batch)
+            index = r % len(procs[name])
+            out = procs[name][index].call(cmd="run", n=batch)
             c = res["contenders"][name]
             if not out.get("ok"):
                 res["errors"][name] = out.get("error")
@@ -121,16 +135,23 @@ def run_scenario(provider: str, mode: str, capture: str, a: Any, log_dir: Path) 
                 c[key] += out[key]
             c["round_ns"].append(statistics.median(out["total_ns"]))
             c["round_cpu_ns"].append(statistics.median(out["cpu_ns"]))
+            c["process_cpu_ns"][index] += out["cpu_ns"]
             if out.get("telemetry"):
                 c["telemetry"].append(out["telemetry"])
             if any(n != c["info"]["correctness"]["expected_chunks"] for n in out["chunks"]):
                 c["chunk_count_mismatch"] = True
-    for name, wp in procs.items():
+    for name, workers in procs.items():
+        for extra in workers[1:]:
+            extra.close()
+        wp = workers[0]  # diagnostics (end of stream, allocations) from the first worker
         c = res["contenders"][name]
         g = wp.call(cmd="gaps")
         c["gap_ns"] = g.get("gap_ns") if g.get("ok") else None
         d = wp.call(cmd="diag", end_streams=a.end_streams)
         c["diag"] = d.get("diag") if d.get("ok") else {"error": d.get("error")}
+        if c["telemetry"] and "error" not in c["diag"]:  # the span check of every worker's timed batches
+            c["diag"]["spans_checked"] = sum(t["spans"] for t in c["telemetry"])
+            c["diag"]["spans_bad"] = sum(t["spans"] - t["spans_ok"] for t in c["telemetry"])
         if a.alloc_streams and mode == "sync":
             m = wp.call(cmd="alloc", streams=a.alloc_streams)
             c["alloc"] = m.get("alloc") if m.get("ok") else {"error": m.get("error")}
@@ -164,6 +185,9 @@ def summarize(res: Dict[str, Any]) -> None:
             sm["gap_p50_us"] = round(c["gap_ns"]["p50"] / 1e3, 2)
             sm["gap_p99_us"] = round(c["gap_ns"]["p99"] / 1e3, 2)
         tel = c.get("telemetry") or []
+        per_process = [statistics.median(v) / n / 1e3 for v in c.get("process_cpu_ns", []) if v]
+        if len(per_process) > 1:
+            sm["process_cpu_us"] = [round(v, 2) for v in per_process]  # each worker's median: the layout spread
         if tel:
             sm["spans_ok"] = sum(t["spans_ok"] for t in tel)
             sm["spans_expected"] = sum(t["streams"] for t in tel)
@@ -226,6 +250,8 @@ def main(argv: Any = None) -> int:
     p.add_argument("--streams", type=int, default=100, help="timed streams per contender per scenario (default 100)")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed streams per worker (default 3)")
+    p.add_argument("--processes", type=int, default=2,
+                   help="worker processes per contender, rotated by round, each with its own hash seed (default 2)")
     p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-per-chunk-gaps]")
     p.add_argument("--providers", default="openai,anthropic")
     p.add_argument("--modes", default="sync,async")
@@ -257,6 +283,7 @@ def main(argv: Any = None) -> int:
         return 0
     if a.quick:
         a.chunks, a.streams, a.rounds, a.warmup, a.end_streams, a.alloc_streams = 200, 4, 2, 1, 2, 1
+        a.processes = min(a.processes, 2)
         a.rss_streams = min(a.rss_streams, 300)
     a.contenders = [c for c in a.contenders.split(",") if c]
     for key in ("providers", "modes", "capture", "rss_providers", "rss_modes", "rss_contenders"):

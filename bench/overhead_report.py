@@ -63,6 +63,14 @@ def markdown(results: Dict[str, Any]) -> str:
                 f"{_f(s['cpu_min_us'] - b['cpu_min_us'] if 'cpu_min_us' in b else None, 2, True)} | "
                 f"{_f(s.get('ttfc_overhead_us'), 0, True)} | {_f(s.get('gap_p50_overhead_us'), 2, True)} | "
                 f"{_f(s.get('tail_overhead_us'), 0, True)} | {s.get('spans_ok', '-')}/{s.get('spans_expected', '-')} |")
+    spread = []
+    for sc in results["scenarios"]:
+        per = {n: (c.get("summary") or {}).get("process_cpu_us") for n, c in sc["contenders"].items()}
+        if all(per.values()) and len(per) > 1:
+            spread.append(f"{_label(sc).replace(' | ', '/')}: " + ", ".join(f"{n} {per[n]}" for n in per))
+    if spread:
+        lines += ["", "CPU µs/chunk of each worker process (one per hash seed; the same seeds for every contender): "
+                  + "; ".join(spread) + "."]
     for sc in results["scenarios"]:
         for name, err in sc.get("errors", {}).items():
             lines.append(f"\n**{_label(sc)} {name} failed:** `{(err or '').strip().splitlines()[-1:]}`")

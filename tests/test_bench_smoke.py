@@ -60,6 +60,8 @@ def test_steer_telemetry_was_on_in_every_timed_stream(results: dict) -> None:
         # Each timed batch: one ended span per stream, steer.stream.chunks == chunks yielded, end complete.
         assert sm["spans_expected"] == sm["streams"] and sm["spans_ok"] == sm["streams"], sm
         assert diag["spans_bad"] == 0 and diag["spans_checked"] == sm["streams"]
+        # Two worker processes per contender took turns (one per hash seed): both ran timed streams.
+        assert len(sm["process_cpu_us"]) == 2 and len(sc["contenders"]["bare"]["summary"]["process_cpu_us"]) == 2
         assert diag["spans"] == 1
         assert diag["chunks_attr"] == diag["expected_chunks"]
         assert diag["end"] == "complete"

@@ -41,7 +41,8 @@ def instrument(
     """Patch the installed provider SDKs so every call becomes a span plus metrics (idempotent).
 
     Extra options: ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
-    content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``.
+    content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``,
+    ``json_max_depth`` / ``json_max_bytes`` (bounds of JSON-mode tracking).
     """
     from steer import instrumentation as _instrument
 
