@@ -252,7 +252,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed streams per worker (default 3)")
     p.add_argument("--processes", type=int, default=2,
                    help="worker processes per contender, rotated by round, each with its own hash seed (default 2)")
-    p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-per-chunk-gaps]")
+    p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-per-chunk-gaps,steer-otlp-refused,steer-otlp-hanging]")
     p.add_argument("--providers", default="openai,anthropic")
     p.add_argument("--modes", default="sync,async")
     p.add_argument("--capture", default="on,off")

@@ -25,7 +25,32 @@ from typing import Any, Dict, List, Optional
 
 from workload import WORKLOADS
 
-STEER_CONTENDERS = {"steer": {}, "steer-per-chunk-gaps": {"chunk_gap_metric": "per_chunk"}}
+STEER_CONTENDERS = {"steer": {}, "steer-per-chunk-gaps": {"chunk_gap_metric": "per_chunk"},
+                    "steer-otlp-refused": {}, "steer-otlp-hanging": {}}
+# Contenders whose telemetry also goes to an OTLP endpoint that is down (issue: an exporter that refuses or
+# hangs must not change the stream's timing): spans through a BatchSpanProcessor, metrics every second.
+DEAD_OTLP = {"steer-otlp-refused": "refused", "steer-otlp-hanging": "hanging"}
+
+
+def dead_otlp_endpoint(kind: str) -> str:
+    """A loopback URL that refuses connections, or accepts them and never answers."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if kind == "refused":
+        sock.close()  # nothing listens there now
+    else:
+        sock.listen(64)
+        held: List[Any] = []
+
+        def accept() -> None:  # keep every connection open, read nothing back, answer nothing
+            while True:
+                held.append(sock.accept()[0])
+
+        threading.Thread(target=accept, daemon=True, name="hanging-otlp").start()
+    return f"http://127.0.0.1:{port}"
 
 
 def _pct(values: List[float], q: float) -> Optional[float]:
@@ -46,7 +71,7 @@ def _rss_bytes() -> int:
 class Telemetry:
     """In-memory OpenTelemetry SDK pipeline, the same one the peers harness gives every contender."""
 
-    def __init__(self) -> None:
+    def __init__(self, otlp_endpoint: Optional[str] = None) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.resources import Resource
@@ -56,9 +81,18 @@ class Telemetry:
 
         resource = Resource.create({"service.name": "steer-overhead-bench"})
         self.exporter = InMemorySpanExporter()
+        self.reader = InMemoryMetricReader()
+        if otlp_endpoint:  # steer's own providers (otel_setup), with the OTLP exporters pointed at it
+            from steer import otel_setup
+
+            os.environ.update(OTEL_BSP_SCHEDULE_DELAY="200", OTEL_METRIC_EXPORT_INTERVAL="1000",
+                              OTEL_EXPORTER_OTLP_TIMEOUT="10", OTEL_SERVICE_NAME="steer-overhead-bench")
+            self.tracer_provider = otel_setup.build_tracer_provider([SimpleSpanProcessor(self.exporter)],
+                                                                    otlp_endpoint=otlp_endpoint)
+            self.meter_provider = otel_setup.build_meter_provider([self.reader], otlp_endpoint=otlp_endpoint)
+            return
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.reader])
 
     def spans(self) -> List[Any]:
@@ -94,7 +128,8 @@ class Worker:
         if self.contender in STEER_CONTENDERS:
             import steer
 
-            self.tel = Telemetry()
+            dead = DEAD_OTLP.get(self.contender)
+            self.tel = Telemetry(dead_otlp_endpoint(dead) if dead else None)
             steer.instrument(providers=[WORKLOADS[self.provider].provider], tracer_provider=self.tel.tracer_provider,
                              meter_provider=self.tel.meter_provider, capture_content=self.capture,
                              **STEER_CONTENDERS[self.contender])
