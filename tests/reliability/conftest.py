@@ -1,4 +1,5 @@
-"""Fixtures of the reliability suite: cheap garbage collection, and steer instrumented per test.
+"""Fixtures of the reliability suite: cheap garbage collection, and the devserver in its own process
+(``instrumented`` and ``telemetry`` come from tests/conftest.py).
 
 The suite runs hundreds of short cases, several of which need ``gc.collect()`` (an abandoned stream
 ends when it is collected). With the provider SDKs imported, one full collection walks ~250,000
@@ -9,11 +10,9 @@ without changing what is collected among the objects the tests create.
 from __future__ import annotations
 
 import gc
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
-
-import steer
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -22,21 +21,6 @@ def frozen_heap() -> Iterator[None]:
     gc.freeze()
     yield
     gc.unfreeze()
-
-
-@pytest.fixture
-def instrumented(telemetry: Any) -> Iterator[Any]:
-    """``instrumented(**options)`` instruments against ``telemetry``; undone after the test."""
-
-    def apply(**options: Any) -> Any:
-        options.setdefault("tracer_provider", telemetry.tracer_provider)
-        options.setdefault("meter_provider", telemetry.meter_provider)
-        steer.instrument(**options)
-        return telemetry
-
-    yield apply
-    steer.uninstrument()
-    gc.collect()
 
 
 class ExternalDevServer:
