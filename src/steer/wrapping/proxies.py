@@ -29,6 +29,11 @@ def _bound(wrapped: Any, name: str) -> Any:
 class SyncStreamProxy(wrapt.ObjectProxy):
     """Wraps an iterator-style stream (openai/anthropic ``Stream``)."""
 
+    # The one per-chunk state read. wrapt's Python ObjectProxy defines ``__getattr__``, so even a
+    # ``_self_*`` read goes through CPython's generic hook and the C proxy's ``__getattribute__``
+    # (~1,100 instructions); a slot read through its descriptor (``_sync_hot``) costs ~half that.
+    __slots__ = ("_self_hot",)
+
     def __init__(self, wrapped: Any, session: Session) -> None:
         super().__init__(wrapped)
         self._self_session = session
@@ -38,7 +43,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         return self
 
     def __next__(self) -> Any:
-        next_chunk, on_chunk = self._self_hot  # hot path: one proxy attribute read per chunk
+        next_chunk, on_chunk = _sync_hot(self)  # hot path: one state read per chunk
         try:
             chunk = next_chunk()
         except StopIteration:
@@ -80,6 +85,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):
 class AsyncStreamProxy(wrapt.ObjectProxy):
     """Wraps an async-iterator-style stream (openai/anthropic ``AsyncStream``)."""
 
+    __slots__ = ("_self_hot",)  # read per chunk through ``_async_hot`` (see SyncStreamProxy)
+
     def __init__(self, wrapped: Any, session: Session) -> None:
         super().__init__(wrapped)
         self._self_session = session
@@ -89,7 +96,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         return self
 
     async def __anext__(self) -> Any:
-        next_chunk, on_chunk = self._self_hot
+        next_chunk, on_chunk = _async_hot(self)
         try:
             chunk = await next_chunk()
         except StopAsyncIteration:
@@ -131,6 +138,11 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
             session.finish("abandoned")
+
+
+# The slots' own getters: ``_sync_hot(proxy)`` is ``proxy._self_hot`` without the proxy's attribute hooks.
+_sync_hot = SyncStreamProxy._self_hot.__get__  # type: ignore[attr-defined]
+_async_hot = AsyncStreamProxy._self_hot.__get__  # type: ignore[attr-defined]
 
 
 class RawResponseProxy(wrapt.ObjectProxy):
