@@ -5,18 +5,18 @@
 # every contender. Arguments are passed on to peers.py (e.g. --quick, --providers openai, --streams 200).
 # Results: bench/results/peers-<timestamp>.{json,md} (git-ignored). Full run: ~15-20 min on 2 cores.
 set -euo pipefail
-cd "$(dirname "$0")"
-REPO="$(cd .. && pwd)"
+HERE="$(cd "$(dirname "$0")" && pwd)"  # no cd: a relative --out stays relative to the caller's directory
+REPO="$(cd "$HERE/.." && pwd)"
 PY="${PYTHON:-python3}"
-VENV=.venv-peers
+VENV="$HERE/.venv-peers"
 STAMP="$VENV/.installed"
-if [ ! -f "$STAMP" ] || [ peers/requirements.lock.txt -nt "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ "$HERE/peers/requirements.lock.txt" -nt "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
   "${PIP[@]}" install --upgrade pip
-  "${PIP[@]}" install --no-deps -r peers/requirements.lock.txt
+  "${PIP[@]}" install --no-deps -r "$HERE/peers/requirements.lock.txt"
   "${PIP[@]}" install --no-deps -e "$REPO"
   touch "$STAMP"
 fi
-exec "$VENV/bin/python" peers/peers.py \
+exec "$VENV/bin/python" "$HERE/peers/peers.py" \
   --contenders bare,steer,otel-official,openllmetry,openlit,openinference "$@"
