@@ -85,8 +85,8 @@ print("CHUNKS", long_w.chunks_yielded, short_w.chunks_yielded)
 """
 
 
-def count(provider: str, chunks: int, short_streams: int, src: str = "") -> Dict[str, Any]:
-    code = CHILD.format(here=str(HERE), provider=provider, chunks=chunks, short_streams=short_streams, src=src)
+def callgrind_regions(code: str, regions: int) -> tuple:
+    """Run ``code`` under callgrind; (its stdout, the instruction count of each ``_operator.call`` region)."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(code)
@@ -95,15 +95,23 @@ def count(provider: str, chunks: int, short_streams: int, src: str = "") -> Dict
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
              "--toggle-collect=_operator_call", "--dump-after=_operator_call", sys.executable, str(script)],
             capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
-        c = re.search(r"CHUNKS (\d+) (\d+)", proc.stdout)
         dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
         totals: List[int] = []
         for d in dumps:
             m = re.search(r"^(?:summary|totals):\s*(\d+)", d.read_text(), re.M)
             if m and int(m.group(1)) > 0:
                 totals.append(int(m.group(1)))
-        if proc.returncode != 0 or not c or len(totals) != 6:
-            raise RuntimeError(f"callgrind run failed ({proc.returncode}, {len(totals)} dumps): {proc.stderr[-1500:]}")
+    if proc.returncode != 0 or len(totals) != regions:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}, {len(totals)} dumps): {proc.stderr[-1500:]}")
+    return proc.stdout, totals
+
+
+def count(provider: str, chunks: int, short_streams: int, src: str = "") -> Dict[str, Any]:
+    code = CHILD.format(here=str(HERE), provider=provider, chunks=chunks, short_streams=short_streams, src=src)
+    stdout, totals = callgrind_regions(code, 6)
+    c = re.search(r"CHUNKS (\d+) (\d+)", stdout)
+    if not c:
+        raise RuntimeError("callgrind child printed no chunk counts")
     long_chunks, short_chunks = int(c.group(1)), int(c.group(2)) * short_streams
     rows = {}
     for i, name in enumerate(CONTENDERS):
