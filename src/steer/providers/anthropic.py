@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, make_usage
+from steer.providers.base import Assembly, given, make_usage
 
 PROVIDER = "anthropic"
 API = "anthropic.messages"
@@ -52,11 +52,6 @@ def endpoint(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
     return host, port
 
 
-def _given(value: Any) -> bool:
-    # The SDK's NOT_GIVEN / Omit sentinels are falsy singletons of their own classes.
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
-
-
 def clean_body(body: Any, extra: Any = None) -> Dict[str, Any]:
     """The request body as the API will see it: sentinels dropped, ``extra_body`` merged over it.
 
@@ -67,7 +62,7 @@ def clean_body(body: Any, extra: Any = None) -> Dict[str, Any]:
     for source in (body, extra):
         if isinstance(source, Mapping):
             for key, value in source.items():
-                if _given(value):
+                if given(value):
                     out[key] = value
     if not isinstance(out.get("messages"), (list, tuple)):
         out.pop("messages", None)

@@ -95,6 +95,12 @@ def field_of(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def given(value: Any) -> bool:
+    """A request argument the caller actually passed: not None, not the SDKs' NOT_GIVEN / Omit
+    sentinels (falsy singletons of their own classes)."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
+
+
 class _ToolBuilder:
     __slots__ = ("id", "name", "parts", "whole", "order")
 

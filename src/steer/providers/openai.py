@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, field_of, make_usage
+from steer.providers.base import Assembly, field_of, given, make_usage
 
 # Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
 _HOSTS: Tuple[Tuple[str, str], ...] = (
@@ -90,24 +90,21 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
         streaming=bool(kwargs.get("stream")),
         server_address=address,
         server_port=port,
-        params={k: v for k, v in params.items() if v is not None and not _is_not_given(v)},
+        params={k: v for k, v in params.items() if given(v)},
         request=dict(kwargs),
         json_output=fmt in ("json_object", "json_schema"),
         extra=extra,
     )
 
 
-def _is_not_given(value: Any) -> bool:
-    # The SDKs' NOT_GIVEN / Omit sentinels are falsy singletons of their own classes.
-    return type(value).__name__ in ("NotGiven", "Omit")
-
-
-def usage_from(u: Any):
-    details_in = field_of(u, "prompt_tokens_details")
-    details_out = field_of(u, "completion_tokens_details")
+def usage_from(u: Any, input_name: str = "prompt", output_name: str = "completion"):
+    """Chat Completions usage (``prompt_tokens``, ``completion_tokens`` and their ``_details``); the
+    Responses API names the same fields ``input_`` / ``output_`` (cached and reasoning included)."""
+    details_in = field_of(u, f"{input_name}_tokens_details")
+    details_out = field_of(u, f"{output_name}_tokens_details")
     return make_usage(
-        input_tokens=field_of(u, "prompt_tokens"),
-        output_tokens=field_of(u, "completion_tokens"),
+        input_tokens=field_of(u, f"{input_name}_tokens"),
+        output_tokens=field_of(u, f"{output_name}_tokens"),
         total_tokens=field_of(u, "total_tokens"),
         cache_read=field_of(details_in, "cached_tokens") if details_in is not None else None,
         cache_creation=field_of(details_in, "cache_write_tokens") if details_in is not None else None,

@@ -33,7 +33,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, field_of, make_usage
+from steer.providers.base import Assembly, field_of, given
+from steer.providers.openai import usage_from
 
 # Where each kind of streamed content is assembled (the Assembly dict name) and how it is written.
 _TEXT, _REFUSAL, _SUMMARY, _REASONING = "text", "refusal", "summary", "reasoning_text"
@@ -160,7 +161,7 @@ class ResponsesDecoder:
             self._item(asm, index, item)
         usage = getattr(resp, "usage", None)
         if usage is not None:
-            asm.usage = usage_from(usage)
+            asm.usage = usage_from(usage, "input", "output")
         tier = getattr(resp, "service_tier", None)
         if isinstance(tier, str):
             asm.extra["service_tier"] = tier
@@ -266,23 +267,6 @@ _HANDLERS = {
 
 
 # -- usage, call info, content capture -------------------------------------------------------------------
-def usage_from(u: Any):
-    """Responses usage: ``input_tokens`` (cached included), ``output_tokens`` (reasoning included)."""
-    details_in = field_of(u, "input_tokens_details")
-    details_out = field_of(u, "output_tokens_details")
-    return make_usage(
-        input_tokens=field_of(u, "input_tokens"),
-        output_tokens=field_of(u, "output_tokens"),
-        total_tokens=field_of(u, "total_tokens"),
-        cache_read=field_of(details_in, "cached_tokens") if details_in is not None else None,
-        cache_creation=field_of(details_in, "cache_write_tokens") if details_in is not None else None,
-        reasoning=field_of(details_out, "reasoning_tokens") if details_out is not None else None,
-    )
-
-
-def _given(value: Any) -> bool:
-    # The SDK's NOT_GIVEN / Omit sentinels are falsy singletons of their own classes.
-    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
 def _format_type(text: Any) -> Optional[str]:
@@ -303,7 +287,7 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
     if fmt:
         params["output_type"] = "json" if json_output else "text"
     extra: Dict[str, Any] = {"api_type": "responses"}
-    if _given(kwargs.get("service_tier")):
+    if given(kwargs.get("service_tier")):
         extra["request_service_tier"] = kwargs["service_tier"]
     model = kwargs.get("model")
     return CallInfo(
@@ -314,7 +298,7 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
         streaming=bool(kwargs.get("stream") is True) if streaming is None else streaming,
         server_address=address,
         server_port=port,
-        params={k: v for k, v in params.items() if _given(v)},
+        params={k: v for k, v in params.items() if given(v)},
         request=dict(kwargs),
         json_output=json_output,
         extra=extra,

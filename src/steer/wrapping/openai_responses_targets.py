@@ -27,19 +27,20 @@ from steer.wrapping.proxies import AsyncStreamProxy, SyncStreamProxy
 from steer.wrapping.specs import ApiSpec, Target, client_base_url
 
 
-def _endpoint(instance: Any, settings: Settings):
+def openai_endpoint(instance: Any, settings: Settings):
+    """(gen_ai.provider.name, host, port) of an openai client (chat, completions and Responses alike)."""
     name, host, port = openai_urls.provider_from_url(client_base_url(instance))
     return settings.provider_name_override or name, host, port
 
 
 def _create(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
-    name, host, port = _endpoint(instance, settings)
+    name, host, port = openai_endpoint(instance, settings)
     return provider.responses_call_info(kwargs, provider=name, address=host, port=port)
 
 
 def _parse(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
     # parse() posts a non-streaming request whatever its `stream` argument says.
-    name, host, port = _endpoint(instance, settings)
+    name, host, port = openai_endpoint(instance, settings)
     return provider.responses_call_info(kwargs, provider=name, address=host, port=port, streaming=False)
 
 

@@ -18,22 +18,17 @@ from typing import Any, List
 from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import openai as provider
-from steer.wrapping.openai_responses_targets import helper_close_async, helper_close_sync
-from steer.wrapping.specs import ApiSpec, Target, client_base_url
-
-
-def _endpoint(instance: Any, settings: Settings):
-    name, host, port = provider.provider_from_url(client_base_url(instance))
-    return settings.provider_name_override or name, host, port
+from steer.wrapping.openai_responses_targets import helper_close_async, helper_close_sync, openai_endpoint
+from steer.wrapping.specs import ApiSpec, Target
 
 
 def _chat(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
-    name, host, port = _endpoint(instance, settings)
+    name, host, port = openai_endpoint(instance, settings)
     return provider.chat_call_info(kwargs, provider=name, address=host, port=port)
 
 
 def _completion(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
-    name, host, port = _endpoint(instance, settings)
+    name, host, port = openai_endpoint(instance, settings)
     return provider.chat_call_info(kwargs, provider=name, address=host, port=port,
                                    operation="text_completion", api="openai.completions")
 
