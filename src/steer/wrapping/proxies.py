@@ -6,7 +6,7 @@ is kept in ``_self_*`` attributes (wrapt's rule), so nothing is ever written ont
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import wrapt
 
@@ -39,12 +39,15 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         self._self_session = session
         self._self_hot = (_bound(wrapped, "__next__"), session.on_chunk)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Any:
         # A ``for`` loop gets a generator, as from the SDK's own ``__iter__``: per chunk, resuming it
         # costs less than calling a Python ``__next__`` (no frame, no state read, and the SDK's
         # generator is iterated directly instead of through its Python ``__next__``): ~0.2-0.4 µs
         # per chunk in situ (bench/README.md). ``next(stream)`` still goes through ``__next__``.
-        return _observed(self, self.__wrapped__, self._self_session)
+        wrapped = self.__wrapped__
+        if not hasattr(type(wrapped), "__iter__"):
+            return self  # an iterator without __iter__ (wrap() of a hand-made stream): __next__ serves
+        return _observed(self, wrapped, self._self_session)
 
     def __next__(self) -> Any:
         next_chunk, on_chunk = _sync_hot(self)  # one state read per chunk
@@ -123,8 +126,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         self._self_session = session
         self._self_hot = (_bound(wrapped, "__anext__"), session.on_chunk)
 
-    def __aiter__(self) -> "AsyncStreamProxy":
-        return self
+    def __aiter__(self) -> Any:
+        # As for sync streams: ``async for`` gets an async generator over the SDK's own iterator, so a
+        # chunk costs one generator resume instead of two coroutines (the proxy's ``__anext__`` and
+        # the SDK's). ``anext(stream)`` still goes through ``__anext__``.
+        wrapped = self.__wrapped__
+        if not hasattr(type(wrapped), "__aiter__"):
+            return self  # as SyncStreamProxy.__iter__
+        return _observed_async(self, wrapped, self._self_session)
 
     async def __anext__(self) -> Any:
         next_chunk, on_chunk = _async_hot(self)
@@ -169,6 +178,29 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
             session.finish("abandoned")
+
+
+async def _observed_async(proxy: AsyncStreamProxy, wrapped: Any, session: Session) -> AsyncIterator[Any]:
+    """``_observed`` for async streams: same chunks, same exceptions, same ends.
+
+    A ``break`` leaves this generator suspended, as it leaves the SDK's own; once it is garbage the
+    event loop's async-generator finaliser closes it (one loop iteration later), which releases the
+    proxy, whose ``__del__`` ends an unclosed call as abandoned.
+    """
+    on_chunk = session.on_chunk
+    try:
+        async for chunk in wrapped:
+            try:
+                on_chunk(chunk)
+            except Exception as exc:  # steer's own failure: never the caller's problem
+                session.rt.internal_error("on_chunk", exc)
+            yield chunk
+    except GeneratorExit:
+        raise
+    except BaseException as exc:  # the SDK's exception: recorded, then re-raised untouched
+        session.finish("error", exc)
+        raise
+    session.finish("complete")
 
 
 # The slots' own getters: ``_sync_hot(proxy)`` is ``proxy._self_hot`` without the proxy's attribute hooks.
