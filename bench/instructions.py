@@ -85,40 +85,60 @@ print("CHUNKS", long_w.chunks_yielded, short_w.chunks_yielded)
 """
 
 
-def callgrind_regions(code: str, regions: int) -> tuple:
-    """Run ``code`` under callgrind; (its stdout, the instruction count of each ``_operator.call`` region)."""
+def callgrind_regions(code: str, regions: int, cache: bool = False) -> tuple:
+    """Run ``code`` under callgrind; (its stdout, each ``_operator.call`` region's counts: a dict
+    event -> count, ``Ir`` = instructions; with ``cache`` also the simulated cache misses)."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(code)
         out = Path(tmp) / "cg.out"
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+             *(["--cache-sim=yes"] if cache else []),
              "--toggle-collect=_operator_call", "--dump-after=_operator_call", sys.executable, str(script)],
             capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
         dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
-        totals: List[int] = []
+        counts: List[Dict[str, int]] = []
         for d in dumps:
-            m = re.search(r"^(?:summary|totals):\s*(\d+)", d.read_text(), re.M)
-            if m and int(m.group(1)) > 0:
-                totals.append(int(m.group(1)))
-    if proc.returncode != 0 or len(totals) != regions:
-        raise RuntimeError(f"callgrind run failed ({proc.returncode}, {len(totals)} dumps): {proc.stderr[-1500:]}")
-    return proc.stdout, totals
+            text = d.read_text()
+            events = re.search(r"^events:\s*(.+)$", text, re.M)
+            total = re.search(r"^(?:summary|totals):\s*(.+)$", text, re.M)
+            if events and total:
+                row = dict(zip(events.group(1).split(), (int(v) for v in total.group(1).split())))
+                if row.get("Ir", 0) > 0:
+                    counts.append(row)
+    if proc.returncode != 0 or len(counts) != regions:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}, {len(counts)} dumps): {proc.stderr[-1500:]}")
+    return proc.stdout, counts
 
 
-def count(provider: str, chunks: int, short_streams: int, src: str = "") -> Dict[str, Any]:
+def estimated_cycles(row: Dict[str, float]) -> float:
+    """callgrind_annotate's cycle estimate: instructions + 10 per L1 miss + 100 per last-level miss."""
+    l1 = row.get("I1mr", 0) + row.get("D1mr", 0) + row.get("D1mw", 0)
+    ll = row.get("ILmr", 0) + row.get("DLmr", 0) + row.get("DLmw", 0)
+    return row["Ir"] + 10 * l1 + 100 * ll
+
+
+def count(provider: str, chunks: int, short_streams: int, src: str = "", cache: bool = False) -> Dict[str, Any]:
     code = CHILD.format(here=str(HERE), provider=provider, chunks=chunks, short_streams=short_streams, src=src)
-    stdout, totals = callgrind_regions(code, 6)
+    stdout, regions = callgrind_regions(code, 6, cache)
     c = re.search(r"CHUNKS (\d+) (\d+)", stdout)
     if not c:
         raise RuntimeError("callgrind child printed no chunk counts")
     long_chunks, short_chunks = int(c.group(1)), int(c.group(2)) * short_streams
     rows = {}
     for i, name in enumerate(CONTENDERS):
-        long_i, short_i = totals[2 * i], totals[2 * i + 1]
-        per_chunk = (long_i - short_i / short_streams) / (long_chunks - short_chunks / short_streams)
-        rows[name] = {"per_stream": long_i, "chunks": long_chunks, "per_chunk": round(per_chunk, 1),
-                      "per_call": round(short_i / short_streams - per_chunk * short_chunks / short_streams)}
+        long_r, short_r = regions[2 * i], regions[2 * i + 1]
+        if cache:
+            long_r, short_r = dict(long_r, est=estimated_cycles(long_r)), dict(short_r, est=estimated_cycles(short_r))
+        row: Dict[str, Any] = {"per_stream": long_r["Ir"], "chunks": long_chunks}
+        for event in long_r:
+            per_chunk = (long_r[event] - short_r[event] / short_streams) / (long_chunks - short_chunks / short_streams)
+            per_call = short_r[event] / short_streams - per_chunk * short_chunks / short_streams
+            suffix = "" if event == "Ir" else f"_{event}"
+            row[f"per_chunk{suffix}"] = round(per_chunk, 1)
+            row[f"per_call{suffix}"] = round(per_call)
+        rows[name] = row
     return rows
 
 
@@ -128,6 +148,8 @@ def main(argv: Any = None) -> int:
     p.add_argument("--chunks", type=int, default=1000)
     p.add_argument("--short-streams", type=int, default=4, help="short streams counted together (default 4)")
     p.add_argument("--src", default="", help="a steer source tree (its src/ folder) to count instead of the installed one")
+    p.add_argument("--cache", action="store_true",
+                   help="simulate the caches too: L1 misses per chunk and callgrind's cycle estimate (2-3x slower)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     if not shutil.which("valgrind"):
@@ -135,7 +157,7 @@ def main(argv: Any = None) -> int:
         return 2
     results = []
     for provider in [x for x in a.providers.split(",") if x]:
-        rows = count(provider, a.chunks, a.short_streams, a.src)
+        rows = count(provider, a.chunks, a.short_streams, a.src, a.cache)
         print(f"{provider}: {json.dumps(rows)}", file=sys.stderr, flush=True)
         results.append({"provider": provider, "rows": rows})
     if a.json:
@@ -154,6 +176,26 @@ def main(argv: Any = None) -> int:
                 diff = (f"{d:+,.0f} ({100 * d / bare['per_chunk']:.2f}%) | {row['per_call'] - bare['per_call']:+,.0f} | "
                         f"{(row['per_stream'] - bare['per_stream']) / row['chunks']:+,.0f}")
             print(f"| {r['provider']} | {key} | {row['per_stream']:,.0f} | {row['per_chunk']:,.0f} | {row['per_call']:,.0f} | {diff} |")
+    if a.cache:
+        print()
+        print("Per chunk, with the caches simulated (L1 misses = I1mr + D1mr + D1mw; est. cycles = instructions + 10 x L1 "
+              "misses + 100 x last-level misses):")
+        print()
+        print("| provider | contender | instructions | L1 misses | est. cycles | steer - bare: instructions | L1 misses | "
+              "est. cycles (% of bare) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            bare = r["rows"]["bare"]
+            for key, row in r["rows"].items():
+                l1 = sum(row.get(f"per_chunk_{e}", 0) for e in ("I1mr", "D1mr", "D1mw"))
+                l1_bare = sum(bare.get(f"per_chunk_{e}", 0) for e in ("I1mr", "D1mr", "D1mw"))
+                if key == "bare":
+                    diff = "- | - | -"
+                else:
+                    d = row["per_chunk_est"] - bare["per_chunk_est"]
+                    diff = (f"{row['per_chunk'] - bare['per_chunk']:+,.0f} | {l1 - l1_bare:+,.0f} | "
+                            f"{d:+,.0f} ({100 * d / bare['per_chunk_est']:.2f}%)")
+                print(f"| {r['provider']} | {key} | {row['per_chunk']:,.0f} | {l1:,.0f} | {row['per_chunk_est']:,.0f} | {diff} |")
     return 0
 
 

@@ -96,13 +96,14 @@ print("CHUNKS", len(items), len(short))
 
 
 def count(provider: str, src: str = "", capture: bool = False) -> Dict[str, int]:
-    stdout, totals = callgrind_regions(
+    stdout, regions = callgrind_regions(
         CHILD.format(here=str(HERE), provider=provider, src=src, capture=capture), 2 * len(LAYERS))
     m = re.search(r"CHUNKS (\d+) (\d+)", stdout)
     if not m:
         raise RuntimeError("callgrind child printed no chunk counts")
     long_n, short_n = int(m.group(1)), int(m.group(2))
-    return {name: round((totals[2 * i] - totals[2 * i + 1]) / (long_n - short_n)) for i, name in enumerate(LAYERS)}
+    ir = [r["Ir"] for r in regions]
+    return {name: round((ir[2 * i] - ir[2 * i + 1]) / (long_n - short_n)) for i, name in enumerate(LAYERS)}
 
 
 def main(argv: object = None) -> int:

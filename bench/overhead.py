@@ -50,6 +50,8 @@ class WorkerProc:
                "--capture", capture, "--chunks", str(chunks), "--warmup", str(a.warmup), "--seed", str(a.seed)]
         if a.no_async_yield:
             cmd.append("--no-async-yield")
+        if contender == "steer-alt":
+            cmd += ["--alt-src", a.alt_src]
         if a.quick:
             cmd.append("--quick")
         # The hash seed changes the process's memory layout (dict/set orders, interned strings): one seed per
@@ -252,7 +254,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed streams per worker (default 3)")
     p.add_argument("--processes", type=int, default=2,
                    help="worker processes per contender, rotated by round, each with its own hash seed (default 2)")
-    p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-per-chunk-gaps,steer-otlp-refused,steer-otlp-hanging]")
+    p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-idle,steer-alt,steer-per-chunk-gaps,steer-otlp-refused,steer-otlp-hanging]")
     p.add_argument("--providers", default="openai,anthropic")
     p.add_argument("--modes", default="sync,async")
     p.add_argument("--capture", default="on,off")
@@ -265,6 +267,8 @@ def main(argv: Any = None) -> int:
     p.add_argument("--rss-modes", default="sync,async")
     p.add_argument("--rss-contenders", default="steer")
     p.add_argument("--no-async-yield", action="store_true", help="async body: no asyncio.sleep(0) before each event")
+    p.add_argument("--alt-src", default="",
+                   help="another steer source tree (its src/ folder) for the contender steer-alt: before/after in one run")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", help="results JSON (default bench/results/overhead-<timestamp>.json)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 chunks, 4 streams, 300-stream RSS check")

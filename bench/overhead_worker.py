@@ -25,11 +25,17 @@ from typing import Any, Dict, List, Optional
 
 from workload import WORKLOADS
 
-STEER_CONTENDERS = {"steer": {}, "steer-per-chunk-gaps": {"chunk_gap_metric": "per_chunk"},
+STEER_CONTENDERS = {"steer": {}, "steer-alt": {}, "steer-per-chunk-gaps": {"chunk_gap_metric": "per_chunk"},
                     "steer-otlp-refused": {}, "steer-otlp-hanging": {}}
 # Contenders whose telemetry also goes to an OTLP endpoint that is down (issue: an exporter that refuses or
 # hangs must not change the stream's timing): spans through a BatchSpanProcessor, metrics every second.
 DEAD_OTLP = {"steer-otlp-refused": "refused", "steer-otlp-hanging": "hanging"}
+# The placebo: steer and the OpenTelemetry SDK imported and instrument()ed exactly as for "steer", but for
+# the *other* provider, so the measured SDK is not hooked. steer-idle - bare is what merely having them in
+# the process costs (imports, a larger heap for the GC to walk, another memory layout); steer - steer-idle
+# is what observing the stream costs.
+IDLE = "steer-idle"
+OTHER_PROVIDER = {"openai": "anthropic", "openai-json": "anthropic", "anthropic": "openai"}
 
 
 def dead_otlp_endpoint(kind: str) -> str:
@@ -125,7 +131,17 @@ class Worker:
         self.capture = a.capture == "on"
         self.tel: Optional[Telemetry] = None
         t0 = time.perf_counter()
-        if self.contender in STEER_CONTENDERS:
+        if self.contender == IDLE:
+            import steer
+
+            idle = Telemetry(None)
+            steer.instrument(providers=[OTHER_PROVIDER[self.provider]], tracer_provider=idle.tracer_provider,
+                             meter_provider=idle.meter_provider, capture_content=self.capture)
+            if not a.quick:
+                self._join_background_threads()
+        elif self.contender in STEER_CONTENDERS:
+            if self.contender == "steer-alt":  # `--alt-src`: another steer tree, timed next to the installed one
+                sys.path.insert(0, a.alt_src)
             import steer
 
             dead = DEAD_OTLP.get(self.contender)
@@ -156,7 +172,8 @@ class Worker:
                 versions[dist] = None
         self.info = {"contender": self.contender, "provider": self.provider, "mode": self.mode,
                      "capture_content": self.capture, "setup_s": round(self.setup_s, 3), "correctness": self.correct,
-                     "versions": versions, "threads": threading.active_count(), "pid": os.getpid()}
+                     "versions": versions, "threads": threading.active_count(), "pid": os.getpid(),
+                     "steer_file": getattr(sys.modules.get("steer"), "__file__", None)}
 
     @staticmethod
     def _join_background_threads(timeout: float = 30.0) -> None:

@@ -225,3 +225,49 @@ async def test_an_async_iterator_without_aiter_is_served_by_anext(telemetry: Any
     assert [x async for x in stream] == ["x", "x", "x"]
     span = one_span(telemetry)
     assert (span.attributes["steer.stream.end"], span.attributes["steer.stream.chunks"]) == ("complete", 3)
+
+
+def test_openai_streams_iterate_the_sdks_inner_iterator_and_others_the_stream(instrumented: Any) -> None:
+    """A ``for`` over an openai stream skips the SDK's pure forwarding generator (one level less per
+    chunk); a stream whose ``__iter__`` does anything else is iterated through it."""
+    import anthropic
+    import openai
+
+    from steer.wrapping.proxies import _items
+
+    instrumented()
+    stream = client(False).chat.completions.create(**KWARGS)
+    inner = stream.__wrapped__._iterator
+    assert isinstance(stream.__wrapped__, openai.Stream)
+    assert _items(stream.__wrapped__, "__iter__") is inner
+    # anthropic's __iter__ / __aiter__ also hand each item to the SDK's observer: never skipped
+    for cls, method in ((anthropic.Stream, "__iter__"), (anthropic.AsyncStream, "__aiter__")):
+        fake = cls.__new__(cls)
+        fake._iterator = iter(())
+        assert _items(fake, method) is fake
+
+    class Filtering:
+        """Looks like a forwarder by name, but reads another attribute: iterated as it is."""
+
+        def __init__(self) -> None:
+            self._iterator = iter(range(3))
+            self.skip = 1
+
+        def __iter__(self) -> Any:
+            for item in self._iterator:
+                if item != self.skip:
+                    yield item
+
+    filtering = Filtering()
+    assert _items(filtering, "__iter__") is filtering
+
+
+async def test_async_openai_stream_iterates_the_inner_async_generator(instrumented: Any, expected: Any) -> None:
+    from steer.wrapping.proxies import _items
+
+    telemetry = instrumented()
+    stream = await client(True).chat.completions.create(**KWARGS)
+    assert _items(stream.__wrapped__, "__aiter__") is stream.__wrapped__._iterator
+    assert dump([item async for item in stream]) == expected[True]
+    span = one_span(telemetry)
+    assert (span.attributes["steer.stream.end"], span.attributes["steer.stream.chunks"]) == ("complete", len(expected[True]))
