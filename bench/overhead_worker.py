@@ -173,7 +173,7 @@ class Worker:
         self.info = {"contender": self.contender, "provider": self.provider, "mode": self.mode,
                      "capture_content": self.capture, "setup_s": round(self.setup_s, 3), "correctness": self.correct,
                      "versions": versions, "threads": threading.active_count(), "pid": os.getpid(),
-                     "steer_file": getattr(sys.modules.get("steer"), "__file__", None)}
+                     "steer_file": getattr(sys.modules.get("steer"), "__file__", None), "stream_type": self.stream_type}
 
     @staticmethod
     def _join_background_threads(timeout: float = 30.0) -> None:
@@ -194,15 +194,21 @@ class Worker:
         return self.loop.run_until_complete(make())
 
     def _collect(self) -> tuple:
+        """One untimed stream: its text and chunk count (checked against the workload), and the type of
+        the stream object the client returned (a steer proxy exactly when this SDK is observed)."""
         texts: List[str] = []
         chunk_text = self.work.chunk_text
         if self.loop is None:
-            for chunk in self.work.call(self.client):
+            stream = self.work.call(self.client)
+            self.stream_type = f"{type(stream).__module__}.{type(stream).__qualname__}"
+            for chunk in stream:
                 texts.append(chunk_text(chunk))
             return texts, len(texts)
 
         async def go() -> None:
-            async for chunk in await self.work.call(self.client):
+            stream = await self.work.call(self.client)
+            self.stream_type = f"{type(stream).__module__}.{type(stream).__qualname__}"
+            async for chunk in stream:
                 texts.append(chunk_text(chunk))
 
         self.loop.run_until_complete(go())

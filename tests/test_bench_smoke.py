@@ -10,6 +10,7 @@ machine and its load.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,13 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "overhead.json"
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "overhead.json"
+    alt = tmp / "alt-src"  # a copy of this tree's steer, for the steer-alt contender (before/after in one run)
+    shutil.copytree(ROOT / "src", alt, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--out", str(out), "--scenarios", "openai/sync/on,anthropic/async/on",
+         "--contenders", "bare,steer,steer-idle,steer-alt", "--alt-src", str(alt),
          "--rss-streams", "150", "--rss-modes", "sync"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
@@ -43,7 +48,7 @@ def test_every_scenario_ran_both_contenders(results: dict) -> None:
     assert seen == {("openai", "sync"), ("anthropic", "async")}
     for sc in results["scenarios"]:
         assert sc["errors"] == {}, sc["errors"]
-        for name in ("bare", "steer"):
+        for name in ("bare", "steer", "steer-idle", "steer-alt"):
             c = sc["contenders"][name]
             assert c["info"]["correctness"]["text_ok"], (sc["provider"], sc["mode"], name)
             assert c["info"]["correctness"]["chunks"] == c["info"]["correctness"]["expected_chunks"]
@@ -106,3 +111,21 @@ def test_report_is_written(results: dict) -> None:
     assert "| provider | mode | capture | bare µs/chunk | steer µs/chunk |" in md
     assert "End of stream" in md and "Allocations" in md and "Memory over many streams" in md
     assert md in results["_stdout"]
+
+
+def test_placebo_and_alternative_tree_contenders(results: dict) -> None:
+    """steer-idle has steer and OpenTelemetry loaded but the measured SDK unobserved; steer-alt is steer
+    imported from ``--alt-src``, observing with full telemetry like the installed one."""
+    installed = str(ROOT / "src" / "steer")
+    for sc in results["scenarios"]:
+        cs = sc["contenders"]
+        assert cs["bare"]["info"]["steer_file"] is None and cs["bare"]["info"]["stream_type"].split(".")[0] in ("openai", "anthropic")
+        idle = cs["steer-idle"]
+        assert idle["info"]["steer_file"].startswith(installed)  # steer imported and instrument()ed ...
+        assert idle["info"]["stream_type"] == cs["bare"]["info"]["stream_type"]  # ... but this SDK not hooked
+        assert "spans" not in idle["diag"]
+        alt = cs["steer-alt"]
+        assert "alt-src" in alt["info"]["steer_file"] and not alt["info"]["steer_file"].startswith(installed)
+        assert alt["info"]["stream_type"].startswith("steer.") and cs["steer"]["info"]["stream_type"].startswith("steer.")
+        assert alt["summary"]["spans_ok"] == alt["summary"]["streams"]
+        assert alt["diag"]["spans"] == 1 and alt["diag"]["chunks_attr"] == alt["diag"]["expected_chunks"]
