@@ -651,7 +651,7 @@ def worker_main(a: argparse.Namespace) -> int:
 
 class WorkerProc:
     def __init__(self, name: str, provider: str, mode: str, capture: str, chunks: int, a: argparse.Namespace,
-                 log_path: Path):
+                 log_path: Path, hash_seed: int = 0):
         self.name = name
         self.log_path = log_path
         self.log = open(log_path, "w")
@@ -667,8 +667,9 @@ class WorkerProc:
             "--seed", str(a.seed),
             "--http-lib", a.http_lib,
         ] + (["--no-async-yield"] if a.no_async_yield else [])
-        env = dict(os.environ)
-        env.setdefault("PYTHONHASHSEED", "0")
+        # One hash seed per worker index, the same for every contender: a process's speed moves with its
+        # memory layout by a few µs per chunk, so each contender runs in `--processes` of them.
+        env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
         self.p = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, env=env
         )
@@ -724,22 +725,27 @@ def run_scenario(provider: str, mode: str, capture: str, names, a, log_dir: Path
     names = [n for n in names if provider in CONTENDERS[n].providers]
     print(f"\n=== scenario {label}: starting {len(names)} workers ...", flush=True)
     t0 = time.perf_counter()
-    procs = {n: WorkerProc(n, provider, mode, capture, a.chunks, a, log_dir / f"{provider}-{mode}-{capture}-{n}.log")
-             for n in names}
+    procs = {n: [WorkerProc(n, provider, mode, capture, a.chunks, a, log_dir / f"{provider}-{mode}-{capture}-{n}-p{i}.log", i)
+                 for i in range(a.processes)] for n in names}
     result = {"provider": provider, "mode": mode, "capture_content": capture == "on", "contenders": {}, "errors": {}}
     alive = []
-    for n, wp in procs.items():
-        if wp.ready():
+    for n, wps in procs.items():
+        failed = next((wp for wp in wps if not wp.ready()), None)
+        if failed is None:
+            wp = wps[0]
             alive.append(n)
             result["contenders"][n] = {"info": wp.info, "total_ns": [], "cpu_ns": [], "ttfc_ns": [], "tail_ns": [],
-                                       "round_medians_ns": [], "round_cpu_medians_ns": []}
-            c = wp.info["correctness"]
-            if c["chunks"] != c["expected_chunks"] or not c["text_ok"]:
-                print(f"  ! {n}: stream altered by instrumentation: {c}", flush=True)
+                                       "round_medians_ns": [], "round_cpu_medians_ns": [],
+                                       "process_cpu_ns": [[] for _ in wps]}
+            for w in wps:
+                c = w.info["correctness"]
+                if c["chunks"] != c["expected_chunks"] or not c["text_ok"]:
+                    print(f"  ! {n}: stream altered by instrumentation: {c}", flush=True)
         else:
-            result["errors"][n] = wp.error
-            print(f"  ! {n} failed to start: {(wp.error or '').strip().splitlines()[-1:]}", flush=True)
-            wp.close()
+            result["errors"][n] = failed.error
+            print(f"  ! {n} failed to start: {(failed.error or '').strip().splitlines()[-1:]}", flush=True)
+            for w in wps:
+                w.close()
     print(f"  workers ready in {time.perf_counter() - t0:.1f}s; {a.rounds} rounds x {a.batch} streams "
           f"x {len(alive)} contenders", flush=True)
 
@@ -750,7 +756,8 @@ def run_scenario(provider: str, mode: str, capture: str, names, a, log_dir: Path
         for n in list(order):
             if n not in alive:
                 continue
-            res = procs[n].call(cmd="run", n=a.batch)
+            worker = r % len(procs[n])  # round r: worker r mod processes of every contender (same hash seed)
+            res = procs[n][worker].call(cmd="run", n=a.batch)
             if not res.get("ok"):
                 result["errors"][n] = res.get("error")
                 print(f"  ! {n} failed in round {r}: {res.get('error', '')[-300:]}", flush=True)
@@ -760,26 +767,28 @@ def run_scenario(provider: str, mode: str, capture: str, names, a, log_dir: Path
             c["total_ns"] += res["total_ns"]
             c["cpu_ns"] += res["cpu_ns"]
             c["round_cpu_medians_ns"].append(statistics.median(res["cpu_ns"]))
+            c["process_cpu_ns"][worker] += res["cpu_ns"]
             c["ttfc_ns"] += res["ttfc_ns"]
             c["tail_ns"] += res["tail_ns"]
             c["round_medians_ns"].append(statistics.median(res["total_ns"]))
-            bad = [x for x in res["chunks"] if x != procs[n].info["correctness"]["expected_chunks"]]
+            bad = [x for x in res["chunks"] if x != procs[n][worker].info["correctness"]["expected_chunks"]]
             if bad:
                 c.setdefault("chunk_count_mismatch", 0)
                 c["chunk_count_mismatch"] += len(bad)
         print(f"  round {r + 1}/{a.rounds} done ({time.perf_counter() - t1:.0f}s)", flush=True)
-    for n in alive:
-        g = procs[n].call(cmd="gaps")
+    for n in alive:  # gaps and diagnostics from the first worker of each contender
+        g = procs[n][0].call(cmd="gaps")
         if g.get("ok"):
             result["contenders"][n]["gap_ns"] = g["gap_ns"]
         if not a.no_diag:
-            d = procs[n].call(cmd="diag")
+            d = procs[n][0].call(cmd="diag")
             if d.get("ok"):
                 result["contenders"][n]["diag"] = d["diag"]
             else:
                 result["contenders"][n]["diag_error"] = d.get("error")
-    for wp in procs.values():
-        wp.close()
+    for wps in procs.values():
+        for wp in wps:
+            wp.close()
     for n in list(result["contenders"]):
         if n in result["errors"] and not result["contenders"][n]["total_ns"]:
             del result["contenders"][n]
@@ -1042,6 +1051,18 @@ def markdown_report(results: dict) -> str:
             else:
                 cells.append(f"{(min(c['cpu_ns']) - min(b['cpu_ns'])) / chunks / 1e3:+.1f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "CPU us/chunk of each worker process (median; one per hash seed, the same seeds for every contender; "
+              "a process's speed moves with its memory layout):", ""]
+    for sc, col in zip(scs, cols):
+        per = []
+        for n in names:
+            c = sc["contenders"].get(n) or {}
+            runs = [r for r in c.get("process_cpu_ns") or [] if r]
+            if runs:
+                chunks = c["info"]["correctness"]["expected_chunks"]
+                per.append(f"{n} " + " / ".join(f"{statistics.median(r) / chunks / 1e3:.1f}" for r in runs))
+        if per:
+            lines.append(f"- {col}: " + "; ".join(per))
     lines += ["", "Where the overhead goes (medians, us; '+' = minus bare): TTFC = create() to first chunk, "
               "gap = between consecutive chunks, tail = last chunk to end of iteration:", ""]
     lines.append("| scenario | contender | +TTFC | +gap p50 | +gap mean | +tail | gap p99 |")
@@ -1075,6 +1096,8 @@ def main(argv=None) -> int:
     p.add_argument("--streams", type=int, default=100, help="timed streams per contender per scenario")
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds the streams are split into")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up streams per worker")
+    p.add_argument("--processes", type=int, default=2,
+                   help="worker processes per contender, one per hash seed, rotated by round (default 2)")
     p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
                    help=f"comma list; known: {','.join(CONTENDERS)}")
     p.add_argument("--modes", default="sync,async", help="sync,async")
