@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("bare", "steer, capture off", "steer, capture on")
@@ -163,40 +163,47 @@ def main(argv: Any = None) -> int:
     if a.json:
         print(json.dumps(results, indent=1))
         return 0
-    print("| provider | contender | instructions/stream | per chunk | per call | steer - bare per chunk (% of bare) | "
-          "steer - bare per call | steer - bare per stream / chunks |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        bare = r["rows"]["bare"]
-        for key, row in r["rows"].items():
-            if key == "bare":
-                diff = "- | - | -"
-            else:
-                d = row["per_chunk"] - bare["per_chunk"]
-                diff = (f"{d:+,.0f} ({100 * d / bare['per_chunk']:.2f}%) | {row['per_call'] - bare['per_call']:+,.0f} | "
-                        f"{(row['per_stream'] - bare['per_stream']) / row['chunks']:+,.0f}")
-            print(f"| {r['provider']} | {key} | {row['per_stream']:,.0f} | {row['per_chunk']:,.0f} | {row['per_call']:,.0f} | {diff} |")
+    def counts(row: Dict[str, Any]) -> str:
+        return f"{row['per_stream']:,.0f} | {row['per_chunk']:,.0f} | {row['per_call']:,.0f}"
+
+    def counts_diff(row: Dict[str, Any], bare: Dict[str, Any]) -> str:
+        d = row["per_chunk"] - bare["per_chunk"]
+        return (f"{d:+,.0f} ({100 * d / bare['per_chunk']:.2f}%) | {row['per_call'] - bare['per_call']:+,.0f} | "
+                f"{(row['per_stream'] - bare['per_stream']) / row['chunks']:+,.0f}")
+
+    _table(results, "| provider | contender | instructions/stream | per chunk | per call | steer - bare per chunk (% of bare) | "
+           "steer - bare per call | steer - bare per stream / chunks |", counts, counts_diff)
     if a.cache:
+        def caches(row: Dict[str, Any]) -> str:
+            return f"{row['per_chunk']:,.0f} | {_l1(row):,.0f} | {row['per_chunk_est']:,.0f}"
+
+        def caches_diff(row: Dict[str, Any], bare: Dict[str, Any]) -> str:
+            d = row["per_chunk_est"] - bare["per_chunk_est"]
+            return (f"{row['per_chunk'] - bare['per_chunk']:+,.0f} | {_l1(row) - _l1(bare):+,.0f} | "
+                    f"{d:+,.0f} ({100 * d / bare['per_chunk_est']:.2f}%)")
+
         print()
         print("Per chunk, with the caches simulated (L1 misses = I1mr + D1mr + D1mw; est. cycles = instructions + 10 x L1 "
               "misses + 100 x last-level misses):")
         print()
-        print("| provider | contender | instructions | L1 misses | est. cycles | steer - bare: instructions | L1 misses | "
-              "est. cycles (% of bare) |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for r in results:
-            bare = r["rows"]["bare"]
-            for key, row in r["rows"].items():
-                l1 = sum(row.get(f"per_chunk_{e}", 0) for e in ("I1mr", "D1mr", "D1mw"))
-                l1_bare = sum(bare.get(f"per_chunk_{e}", 0) for e in ("I1mr", "D1mr", "D1mw"))
-                if key == "bare":
-                    diff = "- | - | -"
-                else:
-                    d = row["per_chunk_est"] - bare["per_chunk_est"]
-                    diff = (f"{row['per_chunk'] - bare['per_chunk']:+,.0f} | {l1 - l1_bare:+,.0f} | "
-                            f"{d:+,.0f} ({100 * d / bare['per_chunk_est']:.2f}%)")
-                print(f"| {r['provider']} | {key} | {row['per_chunk']:,.0f} | {l1:,.0f} | {row['per_chunk_est']:,.0f} | {diff} |")
+        _table(results, "| provider | contender | instructions | L1 misses | est. cycles | steer - bare: instructions | "
+               "L1 misses | est. cycles (% of bare) |", caches, caches_diff)
     return 0
+
+
+def _l1(row: Dict[str, Any]) -> float:
+    return sum(row.get(f"per_chunk_{e}", 0) for e in ("I1mr", "D1mr", "D1mw"))
+
+
+def _table(results: List[Dict[str, Any]], header: str, cells: Callable[[Dict[str, Any]], str],
+           diff: Callable[[Dict[str, Any], Dict[str, Any]], str]) -> None:
+    """One markdown row per provider and contender: its own cells, then its difference to bare."""
+    print(header)
+    print("|---|---|" + "---:|" * (header.count("|") - 3))
+    for r in results:
+        bare = r["rows"]["bare"]
+        for key, row in r["rows"].items():
+            print(f"| {r['provider']} | {key} | {cells(row)} | {'- | - | -' if key == 'bare' else diff(row, bare)} |")
 
 
 if __name__ == "__main__":
