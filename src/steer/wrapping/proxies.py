@@ -119,8 +119,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):
             session.finish("abandoned")
 
 
-def _observed(proxy: SyncStreamProxy, wrapped: Any, session: Session) -> Iterator[Any]:
-    """Iterate the SDK stream as a bare ``for`` loop would, handing each chunk to the Session.
+def _observed(proxy: SyncStreamProxy, items: Any, session: Session) -> Iterator[Any]:
+    """Iterate the SDK stream (``items``: the stream or its inner iterator, see ``_items``) as a bare
+    ``for`` loop would, handing each chunk to the Session.
 
     ``proxy`` is held while the loop runs: ``for c in client...create(stream=True)`` keeps only this
     generator, and the proxy's ``__del__`` would otherwise end the call as abandoned at once.
@@ -132,7 +133,7 @@ def _observed(proxy: SyncStreamProxy, wrapped: Any, session: Session) -> Iterato
     """
     on_chunk = session.on_chunk
     try:
-        for chunk in wrapped:
+        for chunk in items:
             try:
                 on_chunk(chunk)
             except Exception as exc:  # steer's own failure: never the caller's problem
@@ -210,7 +211,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
             session.finish("abandoned")
 
 
-async def _observed_async(proxy: AsyncStreamProxy, wrapped: Any, session: Session) -> AsyncIterator[Any]:
+async def _observed_async(proxy: AsyncStreamProxy, items: Any, session: Session) -> AsyncIterator[Any]:
     """``_observed`` for async streams: same chunks, same exceptions, same ends.
 
     A ``break`` leaves this generator suspended, as it leaves the SDK's own; once it is garbage the
@@ -219,7 +220,7 @@ async def _observed_async(proxy: AsyncStreamProxy, wrapped: Any, session: Sessio
     """
     on_chunk = session.on_chunk
     try:
-        async for chunk in wrapped:
+        async for chunk in items:
             try:
                 on_chunk(chunk)
             except Exception as exc:  # steer's own failure: never the caller's problem
