@@ -131,24 +131,17 @@ class Worker:
         self.capture = a.capture == "on"
         self.tel: Optional[Telemetry] = None
         t0 = time.perf_counter()
-        if self.contender == IDLE:
-            import steer
-
-            idle = Telemetry(None)
-            steer.instrument(providers=[OTHER_PROVIDER[self.provider]], tracer_provider=idle.tracer_provider,
-                             meter_provider=idle.meter_provider, capture_content=self.capture)
-            if not a.quick:
-                self._join_background_threads()
-        elif self.contender in STEER_CONTENDERS:
+        if self.contender == IDLE or self.contender in STEER_CONTENDERS:
             if self.contender == "steer-alt":  # `--alt-src`: another steer tree, timed next to the installed one
                 sys.path.insert(0, a.alt_src)
             import steer
 
             dead = DEAD_OTLP.get(self.contender)
-            self.tel = Telemetry(dead_otlp_endpoint(dead) if dead else None)
-            steer.instrument(providers=[WORKLOADS[self.provider].provider], tracer_provider=self.tel.tracer_provider,
-                             meter_provider=self.tel.meter_provider, capture_content=self.capture,
-                             **STEER_CONTENDERS[self.contender])
+            tel = Telemetry(dead_otlp_endpoint(dead) if dead else None)
+            hooked = OTHER_PROVIDER[self.provider] if self.contender == IDLE else WORKLOADS[self.provider].provider
+            steer.instrument(providers=[hooked], tracer_provider=tel.tracer_provider, meter_provider=tel.meter_provider,
+                             capture_content=self.capture, **STEER_CONTENDERS.get(self.contender, {}))
+            self.tel = None if self.contender == IDLE else tel  # the placebo's telemetry sees no stream: nothing to check
             if not a.quick:  # the smoke run does not time anything: no need to wait
                 self._join_background_threads()
         self.setup_s = time.perf_counter() - t0

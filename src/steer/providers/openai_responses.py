@@ -266,7 +266,7 @@ _HANDLERS = {
 }
 
 
-# -- usage, call info, content capture -------------------------------------------------------------------
+# -- call info, content capture (usage: openai.usage_from) -----------------------------------------------
 
 
 def _format_type(text: Any) -> Optional[str]:

@@ -19,7 +19,9 @@ _FORWARDERS: Dict[Any, bool] = {}  # an SDK stream class's __iter__/__aiter__ ->
 
 def _items(wrapped: Any, method: str) -> Any:
     """What a ``for`` / ``async for`` over the observed stream iterates: the SDK stream, or its inner
-    ``_iterator`` when the stream's ``__iter__`` / ``__aiter__`` does nothing but forward it.
+    ``_iterator`` when the stream's ``__iter__`` / ``__aiter__`` does nothing but forward it; None
+    when the stream has no such method (a bare iterator: the proxy's ``__next__`` / ``__anext__``
+    serve).
 
     The openai SDK's ``Stream.__iter__`` is ``for item in self._iterator: yield item`` (``AsyncStream``:
     the same, async). Iterating that inner generator directly gives the same items, exceptions and end,
@@ -29,6 +31,8 @@ def _items(wrapped: Any, method: str) -> Any:
     reports each item to an observer — or an SDK that changes it is iterated as it is.
     """
     fn = getattr(type(wrapped), method, None)
+    if fn is None:
+        return None
     forwards = _FORWARDERS.get(fn)
     if forwards is None:
         code = getattr(fn, "__code__", None)
@@ -74,10 +78,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         # costs less than calling a Python ``__next__`` (no frame, no state read, and the SDK's
         # generator is iterated directly instead of through its Python ``__next__``): ~0.2-0.4 µs
         # per chunk in situ (bench/README.md). ``next(stream)`` still goes through ``__next__``.
-        wrapped = self.__wrapped__
-        if not hasattr(type(wrapped), "__iter__"):
-            return self  # an iterator without __iter__ (wrap() of a hand-made stream): __next__ serves
-        return _observed(self, _items(wrapped, "__iter__"), self._self_session)
+        items = _items(self.__wrapped__, "__iter__")
+        return self if items is None else _observed(self, items, self._self_session)
 
     def __next__(self) -> Any:
         next_chunk, on_chunk = _sync_hot(self)  # one state read per chunk
@@ -161,10 +163,8 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         # As for sync streams: ``async for`` gets an async generator over the SDK's own iterator, so a
         # chunk costs one generator resume instead of two coroutines (the proxy's ``__anext__`` and
         # the SDK's). ``anext(stream)`` still goes through ``__anext__``.
-        wrapped = self.__wrapped__
-        if not hasattr(type(wrapped), "__aiter__"):
-            return self  # as SyncStreamProxy.__iter__
-        return _observed_async(self, _items(wrapped, "__aiter__"), self._self_session)
+        items = _items(self.__wrapped__, "__aiter__")
+        return self if items is None else _observed_async(self, items, self._self_session)
 
     async def __anext__(self) -> Any:
         next_chunk, on_chunk = _async_hot(self)
