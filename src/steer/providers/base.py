@@ -101,13 +101,51 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
+FOLD = 4  # pieces a Pieces holds before joining them into one string
+
+
+class Pieces:
+    """Text that arrives in small pieces (deltas), kept as few objects: the same text, joined at the end.
+
+    Keeping every delta string of a stream alive is what made a stream's text expensive to keep, not
+    the append: each kept ~50-byte string pins a small-object block that the SDK would otherwise reuse
+    for the next chunk's allocations, so the process walks fresh memory chunk after chunk. Every
+    ``FOLD`` pieces the recent ones are joined into one string and let go: in situ ~0.4-0.6 µs per
+    OpenAI chunk less than one list of every piece (bench/README.md, "Keeping the text").
+    """
+
+    __slots__ = ("folded", "recent", "addressable")
+
+    def __init__(self, first: Optional[str] = None, addressable: bool = False) -> None:
+        self.folded: List[str] = []
+        self.recent: List[str] = [first] if first is not None else []
+        # Never folded: every piece stays one entry of ``recent`` (the Responses decoder compares and
+        # replaces snapshots by position). ``add_text`` calls ``fold`` once, at the FOLD-th piece.
+        self.addressable = addressable
+
+    def add(self, s: str) -> None:
+        recent = self.recent
+        recent.append(s)
+        if len(recent) == FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        if self.addressable:
+            return
+        self.folded.append(_join(self.recent))
+        self.recent.clear()
+
+    def text(self) -> str:
+        return "".join(self.folded) + _join(self.recent)
+
+
 class _ToolBuilder:
     __slots__ = ("id", "name", "parts", "whole", "order")
 
     def __init__(self, order: int) -> None:
         self.id: Optional[str] = None
         self.name: Optional[str] = None
-        self.parts: List[str] = []
+        self.parts = Pieces()
         self.whole: Any = None  # arguments that arrived complete (Gemini)
         self.order = order
 
@@ -129,9 +167,9 @@ class Assembly:
     )
 
     def __init__(self, max_chars: int = 4 * 1024 * 1024, want_deltas: bool = False) -> None:
-        self.text: Dict[int, List[str]] = {}
-        self.reasoning: Dict[int, List[str]] = {}
-        self.refusal: Dict[int, List[str]] = {}
+        self.text: Dict[int, Pieces] = {}
+        self.reasoning: Dict[int, Pieces] = {}
+        self.refusal: Dict[int, Pieces] = {}
         self.tools: Dict[Tuple[int, Any], _ToolBuilder] = {}
         self.finish: Dict[int, str] = {}
         self.usage: Optional[Usage] = None  # reported usage, merged as it arrives
@@ -150,16 +188,20 @@ class Assembly:
 
     # -- writes (hot path) ----------------------------------------------------------------------------
     def add_text(self, choice: int, s: str) -> None:
-        # The one write almost every chunk makes: ``_keep`` is inlined and the list found with one
-        # subscript (a Python call and a dict.get less per chunk; see bench/README.md).
+        # The one write almost every chunk makes: ``_keep`` and ``Pieces.add`` are inlined, the
+        # pieces found with one subscript (Python calls and a dict.get less per chunk; bench/README.md).
         if not s:
             return
         chars = self.chars = self.chars + len(s)
         if chars <= self.max_chars:
             try:
-                self.text[choice].append(s)
+                pieces = self.text[choice]
             except KeyError:
-                self.text[choice] = [s]
+                pieces = self.text[choice] = Pieces()
+            recent = pieces.recent
+            recent.append(s)
+            if len(recent) == FOLD:
+                pieces.fold()
         else:
             self.truncated = True
         if choice == 0 and self.text_sink is not None:
@@ -171,7 +213,7 @@ class Assembly:
         if not s:
             return
         if self._keep(s):
-            self.reasoning.setdefault(choice, []).append(s)
+            _pieces(self.reasoning, choice).add(s)
         if self.deltas is not None:
             self.deltas.append(("reasoning", s, choice, None, None, None))
 
@@ -179,7 +221,7 @@ class Assembly:
         if not s:
             return
         if self._keep(s):
-            self.refusal.setdefault(choice, []).append(s)
+            _pieces(self.refusal, choice).add(s)
         if self.deltas is not None:
             self.deltas.append(("refusal", s, choice, None, None, None))
 
@@ -199,7 +241,7 @@ class Assembly:
             builder.name = name if builder.name is None else builder.name + name
         if fragment:
             if self._keep(fragment):
-                builder.parts.append(fragment)
+                builder.parts.add(fragment)
             if self.deltas is not None:
                 self.deltas.append(("tool_call", fragment, choice, builder.id, builder.name, key if isinstance(key, int) else None))
 
@@ -214,10 +256,10 @@ class Assembly:
         if builder is None:
             self.tool_fragment(choice, key, None, None, full)
             return False
-        if _join(builder.parts) == full:
+        if builder.parts.text() == full:
             self.duplicates_dropped += 1
             return True
-        builder.parts = [full]  # the snapshot wins over fragments that went missing
+        builder.parts = Pieces(full)  # the snapshot wins over fragments that went missing
         return False
 
     def set_finish(self, choice: int, raw: Any) -> None:
@@ -234,13 +276,14 @@ class Assembly:
 
     # -- reads (end of call) --------------------------------------------------------------------------
     def joined_text(self, choice: int = 0) -> str:
-        return _join(self.text.get(choice, ()))
+        pieces = self.text.get(choice)
+        return pieces.text() if pieces is not None else ""
 
     def all_text(self) -> str:
-        return "".join(_join(self.text[c]) for c in sorted(self.text))
+        return "".join(self.text[c].text() for c in sorted(self.text))
 
     def joined_reasoning(self) -> str:
-        return "".join(_join(self.reasoning[c]) for c in sorted(self.reasoning))
+        return "".join(self.reasoning[c].text() for c in sorted(self.reasoning))
 
     def finish_reasons(self) -> List[str]:
         return [self.finish[c] for c in sorted(self.finish)]
@@ -248,7 +291,14 @@ class Assembly:
     def raw_tool_calls(self) -> List[Tuple[int, Optional[str], Optional[str], Any, str]]:
         """(choice, id, name, whole-or-None, joined raw arguments) in arrival order."""
         ordered = sorted(self.tools.items(), key=lambda kv: kv[1].order)
-        return [(choice, _text_or_none(b.id), _text_or_none(b.name), b.whole, _join(b.parts)) for (choice, _), b in ordered]
+        return [(choice, _text_or_none(b.id), _text_or_none(b.name), b.whole, b.parts.text()) for (choice, _), b in ordered]
+
+
+def _pieces(by_choice: Dict[int, Pieces], choice: int) -> Pieces:
+    pieces = by_choice.get(choice)
+    if pieces is None:
+        pieces = by_choice[choice] = Pieces()
+    return pieces
 
 
 def _join(parts: Any) -> str:

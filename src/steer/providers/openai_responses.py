@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, field_of, given
+from steer.providers.base import Assembly, Pieces, field_of, given
 from steer.providers.openai import usage_from
 
 # Where each kind of streamed content is assembled (the Assembly dict name) and how it is written.
@@ -45,6 +45,16 @@ _WRITE = {_TEXT: Assembly.add_text, _REFUSAL: Assembly.add_refusal,
 _PARTS = {"output_text": (_TEXT, "text"), "refusal": (_REFUSAL, "refusal"),
           "summary_text": (_SUMMARY, "text"), "reasoning_text": (_REASONING, "text")}
 _CLIENT_TOOLS = {"function_call": "arguments", "custom_tool_call": "input"}
+
+
+def _pieces(asm: Assembly, store: str) -> List[str]:
+    """Choice 0's pieces in one of the Assembly's stores, one list entry per delta: segments address
+    them by position, so this store is never folded (``Pieces.addressable``)."""
+    by_choice: Dict[int, Pieces] = getattr(asm, store)
+    pieces = by_choice.get(0)
+    if pieces is None:
+        pieces = by_choice[0] = Pieces(addressable=True)
+    return pieces.recent
 
 
 class _Segment:
@@ -86,9 +96,8 @@ class ResponsesDecoder:
     # -- content parts --------------------------------------------------------------------------------
     def _add(self, asm: Assembly, kind: str, key: Tuple[str, Any, Any], s: str) -> None:
         name = _STORE[kind]
-        store: Dict[int, List[str]] = getattr(asm, name)
-        parts = store.get(0)
-        before = len(parts) if parts is not None else 0
+        parts = _pieces(asm, name)
+        before = len(parts)
         seg = self._segments.get(key)
         if seg is None:
             seg = self._segments[key] = _Segment(name, before)
@@ -96,8 +105,7 @@ class ResponsesDecoder:
             seg.contiguous = False  # its pieces would no longer be one slice of the list
         self._last[name] = seg
         _WRITE[kind](asm, 0, s)
-        parts = store.get(0)
-        seg.count += (len(parts) if parts is not None else 0) - before
+        seg.count += len(parts) - before
 
     def _snapshot(self, asm: Assembly, kind: str, key: Tuple[str, Any, Any], full: Any) -> None:
         if not full or not isinstance(full, str):
@@ -108,7 +116,7 @@ class ResponsesDecoder:
             return
         if not seg.contiguous:
             return
-        parts = getattr(asm, seg.store).setdefault(0, [])
+        parts = _pieces(asm, seg.store)
         got = "".join(parts[seg.start:seg.start + seg.count])
         if got == full:
             asm.duplicates_dropped += 1
