@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.steer-installed
 
-.PHONY: demo test test-heavy bench bench-peers venv clean phoenix demo-phoenix
+.PHONY: demo test test-heavy bench bench-peers bench-tiebreak venv clean phoenix demo-phoenix
 
 # (Re)create the virtualenv whenever the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -31,6 +31,11 @@ bench: $(STAMP)
 # steer vs the bare SDK and the peer libraries, in their own pinned venv (bench/.venv-peers).
 bench-peers:
 	bash bench/peers.sh $(BENCH_ARGS)
+
+# steer and the peers that can be switched off again, taking turns in ONE process (same venv): the
+# tie-breaker where the per-process tables above are within their noise (bench/README.md).
+bench-tiebreak:
+	bash bench/peers.sh --inprocess $(BENCH_ARGS)
 
 # Arize Phoenix is large: it lives in its own virtualenv, never in steer's (see docs/recipes/phoenix.md).
 PHOENIX_VENV := .venv-phoenix

@@ -4,6 +4,9 @@
 # this repository into it (editable, no deps: they are in the lock), then runs bench/peers/peers.py with
 # every contender. Arguments are passed on to peers.py (e.g. --quick, --providers openai, --streams 200).
 # Results: bench/results/peers-<timestamp>.{json,md} (git-ignored). Full run: ~15-20 min on 2 cores.
+# `peers.sh --inprocess [args]` (make bench-tiebreak) runs bench/inprocess.py instead: steer and the peers
+# that can be switched off again, taking turns in one process (bench/README.md); results in
+# bench/results/inprocess-<timestamp>.{json,md}. Full run: ~10 min.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"  # no cd: a relative --out stays relative to the caller's directory
 REPO="$(cd "$HERE/.." && pwd)"
@@ -17,6 +20,14 @@ if [ ! -f "$STAMP" ] || [ "$HERE/peers/requirements.lock.txt" -nt "$STAMP" ] || 
   "${PIP[@]}" install --no-deps -r "$HERE/peers/requirements.lock.txt"
   "${PIP[@]}" install --no-deps -e "$REPO"
   touch "$STAMP"
+fi
+if [ "${1:-}" = "--inprocess" ]; then
+  shift
+  OUT="$HERE/results/inprocess-$(date -u +%Y%m%d-%H%M%S)"
+  mkdir -p "$HERE/results"
+  "$VENV/bin/python" "$HERE/inprocess.py" --provider openai,anthropic --mode sync,async --capture off,on \
+    --contenders bare,steer,otel-official,openinference --rounds 40 --processes 4 --out "$OUT.json" "$@" | tee "$OUT.md"
+  exit "${PIPESTATUS[0]}"
 fi
 exec "$VENV/bin/python" "$HERE/peers/peers.py" \
   --contenders bare,steer,otel-official,openllmetry,openlit,openinference "$@"

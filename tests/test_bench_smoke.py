@@ -129,3 +129,39 @@ def test_placebo_and_alternative_tree_contenders(results: dict) -> None:
         assert alt["info"]["stream_type"].startswith("steer.") and cs["steer"]["info"]["stream_type"].startswith("steer.")
         assert alt["summary"]["spans_ok"] == alt["summary"]["streams"]
         assert alt["diag"]["spans"] == 1 and alt["diag"]["chunks_attr"] == alt["diag"]["expected_chunks"]
+
+
+INPROCESS = ROOT / "bench" / "inprocess.py"
+
+
+def test_inprocess_tiebreaker_switches_each_contender_on_and_off(tmp_path: Path) -> None:
+    """``bench/inprocess.py``: contenders take turns in one process. Every steer stream (plain and with a
+    variant applied) made its span with every chunk counted; bare streams around them made no span of
+    steer's, so switching off worked; each contender was timed once per round."""
+    out = tmp_path / "inprocess.json"
+    proc = subprocess.run(
+        [sys.executable, str(INPROCESS), "--provider", "openai,anthropic", "--mode", "sync,async", "--capture", "off",
+         "--contenders", "bare,steer", "--variant", str(ROOT / "bench" / "variants" / "unfolded_text.py"),
+         "--rounds", "3", "--warmup", "1", "--processes", "1", "--chunks", "60", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = json.loads(out.read_text())["cells"]
+    assert {(c["provider"], c["mode"]) for c in cells} == {(p, m) for p in ("openai", "anthropic") for m in ("sync", "async")}
+    for cell in cells:
+        run = cell["runs"][0]
+        assert set(run["cpu_ns_per_chunk"]) == {"bare", "steer", "steer+unfolded_text"}
+        assert all(len(v) == 3 for v in run["cpu_ns_per_chunk"].values())
+        assert run["steer_span_chunks"] == {"steer": [run["expected_chunks"]] * 3,
+                                            "steer+unfolded_text": [run["expected_chunks"]] * 3}
+        # nothing installed globally: a bare stream makes no span (not even the anthropic SDK's own)
+        assert run["spans_per_stream"] == {"bare": 0, "steer": 1, "steer+unfolded_text": 1}
+        assert cell["rows"]["bare"]["over_bare_median_us"] == 0
+    assert "| steer+unfolded_text |" in proc.stdout
+
+
+def test_inprocess_refuses_a_contender_it_cannot_switch_off() -> None:
+    proc = subprocess.run([sys.executable, str(INPROCESS), "--contenders", "bare,openlit", "--processes", "1", "--rounds", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "not a contender that can be switched off again" in proc.stderr

@@ -196,9 +196,11 @@ def openinference(ctx: Ctx) -> None:
 
 
 class Telemetry:
-    """Global OTel SDK providers with in-memory sinks, installed before the contender's setup()."""
+    """OTel SDK providers with in-memory sinks, installed as the globals before the contender's setup()
+    (``install_globals=False``: passed to contenders only; with a global tracer provider the anthropic SDK
+    makes its own span, which a bare stream would then pay for)."""
 
-    def __init__(self) -> None:
+    def __init__(self, install_globals: bool = True) -> None:
         from opentelemetry import _logs, metrics, trace
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
@@ -213,15 +215,19 @@ class Telemetry:
         self.span_exporter = InMemorySpanExporter()
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
-        trace.set_tracer_provider(self.tracer_provider)
+        if install_globals:
+            trace.set_tracer_provider(self.tracer_provider)
 
         self.metric_reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
-        metrics.set_meter_provider(self.meter_provider)
+        if install_globals:
+            metrics.set_meter_provider(self.meter_provider)
 
         self.log_exporter = InMemoryLogExporter()
         self.logger_provider = LoggerProvider(resource=resource)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
+        if not install_globals:
+            return
         _logs.set_logger_provider(self.logger_provider)
         try:  # deprecated Events API, still used by some instrumentations
             from opentelemetry import _events
