@@ -1,8 +1,9 @@
 """Contenders alternated stream by stream in ONE process: the tie-breaker for close contenders.
 
-    .venv/bin/python bench/inprocess.py [--provider openai|anthropic] [--mode sync|async] [--capture on|off]
+    .venv/bin/python bench/inprocess.py [--provider openai,anthropic] [--mode sync,async] [--capture off,on]
         [--contenders bare,steer] [--variant FILE.py ...] [--rounds 60] [--processes 2] [--chunks 1000]
     bench/.venv-peers/bin/python bench/inprocess.py --contenders bare,steer,otel-official   # vs a peer
+    make bench-tiebreak                                                                     # every cell, every peer
 
 Why: across processes the *same* bare SDK measures 82-86 µs per OpenAI chunk, because each process has
 its own memory layout (hash seed, allocation order); steer and OpenTelemetry's openai-v2 differ by less
@@ -11,18 +12,20 @@ call them level when they are not. Here every contender streams in the same proc
 each round runs every contender once, in a fresh random order, instrumenting it just before its stream
 and removing it right after (both outside the timed region). Layout luck is then shared, and a
 difference of ~0.2 µs per chunk repeats. One process is still one layout: ``--processes N`` runs N
-of them with different hash seeds and reports each one's medians.
+of them with different hash seeds and reports each one's medians. "Over bare" is over a bare stream in
+that same process (every contender imported, their streams in between): what observing costs, not
+what having a library loaded costs (``overhead.py``'s ``steer-idle`` placebo measures that for steer).
 
 Contenders: ``bare``; ``steer`` (``steer.instrument()``); the peers that can be removed again
-(``otel-official``, ``openinference``: their instrumentors' ``uninstrument()``; not OpenLIT, which cannot
-be undone, nor OpenLLMetry, whose ``uninstrument()`` leaves a wrapper behind), set up by
-``peers/contenders.py`` exactly as in the peers run. Every stream is checked: each contender must leave as many
-spans as on its first stream (a bare one: as many as before any contender ran), else the run stops —
-a contender left switched on would otherwise be timed inside the others.
-``--variant FILE.py`` adds ``steer+FILE``: steer with a change applied for its streams only — a
-module whose ``apply()`` patches steer and returns a function that undoes it (``variants/`` has the
-ones bench/README.md cites). Timed: process CPU time (all threads) per chunk, the whole call (open,
-every chunk, end of stream) as a user's loop sees it.
+(``otel-official``, ``openinference``: their instrumentors' ``uninstrument()``; not OpenLIT, which
+cannot be undone, nor OpenLLMetry, whose ``uninstrument()`` leaves a wrapper behind), set up by
+``peers/contenders.py`` exactly as in the peers run. Every stream is checked: each contender must leave
+as many spans as on its first stream (a bare one: as many as before any contender ran), else the run
+stops — a contender left switched on would otherwise be timed inside the others. ``--variant FILE.py``
+adds ``steer+FILE``: steer with a change applied for its streams only — a module whose ``apply()``
+patches steer and returns a function that undoes it (``variants/`` has the ones bench/README.md
+cites). Timed: process CPU time (all threads) per chunk, the whole call (open, every chunk, end of
+stream) as a user's loop sees it.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ class Arm:
 def worker(a: argparse.Namespace) -> Dict[str, Any]:
     capture = a.capture == "on"
     ctx = Ctx(capture_content=capture, provider=a.provider)
-    # Not installed as the globals: each contender is handed the providers (as in the peers run), and a
+    # Not installed as the globals: each contender is handed the providers (the peers run also installs
+    # them globally), and a
     # bare stream stays bare (with a global tracer provider the anthropic SDK makes its own span).
     tel = Telemetry(install_globals=False)
     ctx.tracer_provider, ctx.meter_provider, ctx.logger_provider = tel.tracer_provider, tel.meter_provider, tel.logger_provider

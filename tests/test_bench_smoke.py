@@ -139,9 +139,11 @@ def test_inprocess_tiebreaker_switches_each_contender_on_and_off(tmp_path: Path)
     variant applied) made its span with every chunk counted; bare streams around them made no span of
     steer's, so switching off worked; each contender was timed once per round."""
     out = tmp_path / "inprocess.json"
+    variants = sorted((ROOT / "bench" / "variants").glob("*.py"))
+    assert {v.stem for v in variants} >= {"unfolded_text", "text_not_kept", "usage_only_decoder"}
     proc = subprocess.run(
         [sys.executable, str(INPROCESS), "--provider", "openai,anthropic", "--mode", "sync,async", "--capture", "off",
-         "--contenders", "bare,steer", "--variant", str(ROOT / "bench" / "variants" / "unfolded_text.py"),
+         "--contenders", "bare,steer", *(a for v in variants for a in ("--variant", str(v))),
          "--rounds", "3", "--warmup", "1", "--processes", "1", "--chunks", "60", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
@@ -150,12 +152,13 @@ def test_inprocess_tiebreaker_switches_each_contender_on_and_off(tmp_path: Path)
     assert {(c["provider"], c["mode"]) for c in cells} == {(p, m) for p in ("openai", "anthropic") for m in ("sync", "async")}
     for cell in cells:
         run = cell["runs"][0]
-        assert set(run["cpu_ns_per_chunk"]) == {"bare", "steer", "steer+unfolded_text"}
+        steers = ["steer"] + [f"steer+{v.stem}" for v in variants]
+        assert set(run["cpu_ns_per_chunk"]) == {"bare", *steers}
         assert all(len(v) == 3 for v in run["cpu_ns_per_chunk"].values())
-        assert run["steer_span_chunks"] == {"steer": [run["expected_chunks"]] * 3,
-                                            "steer+unfolded_text": [run["expected_chunks"]] * 3}
+        # every steer arm, variants included, observed every stream to its end
+        assert run["steer_span_chunks"] == {name: [run["expected_chunks"]] * 3 for name in steers}
         # nothing installed globally: a bare stream makes no span (not even the anthropic SDK's own)
-        assert run["spans_per_stream"] == {"bare": 0, "steer": 1, "steer+unfolded_text": 1}
+        assert run["spans_per_stream"] == {"bare": 0, **{name: 1 for name in steers}}
         assert cell["rows"]["bare"]["over_bare_median_us"] == 0
     assert "| steer+unfolded_text |" in proc.stdout
 
