@@ -91,3 +91,14 @@ def test_tool_snapshot_compares_against_folded_fragments():
     assert asm.set_tool_arguments(0, 0, '{"city": "Rome"}') is False  # fragments went missing: the snapshot wins
     assert asm.raw_tool_calls() == [(0, "call_1", "weather", None, '{"city": "Rome"}')]
 
+
+
+def test_choices_are_ordered_numbers_first_whatever_a_malformed_chunk_put_in_the_index():
+    asm = Assembly()
+    for choice, text in ((1, "b"), ("x", "z"), (0, "a"), (2.5, "y"), (10, "c")):
+        asm.add_text(choice, text)
+        asm.add_reasoning(choice, text.upper())
+        asm.set_finish(choice, "stop")
+    assert asm.all_text() == "abc" + "zy"  # 0, 1, 10, then the others by their repr ("'x'" < "2.5")
+    assert asm.joined_reasoning() == "ABCZY"
+    assert asm.finish_reasons() == ["stop"] * 5

@@ -209,3 +209,39 @@ def test_provider_override(instrumented: Any) -> None:
     for _ in make_client(recording).chat.completions.create(**call_kwargs(recording)):
         pass
     assert telemetry.genai_spans()[0].attributes["gen_ai.provider.name"] == "vllm"
+
+
+def test_a_choice_index_that_is_not_a_number_is_kept_and_ordered_last(instrumented: Any) -> None:
+    """A corrupted stream puts a string in a choice's ``index``: the decoder keeps that choice's text
+    under what the wire said, and what orders choices at the end of the call (usage estimation over
+    every choice's reasoning, the captured output messages, the events) puts it after the numbered
+    ones instead of failing on a mix of keys — the full-size fuzz run found ``sorted()`` raising in
+    usage estimation on Groq's mid-stream error recording mutated this way."""
+    import re
+
+    from recordings import load
+
+    recording = load("groq/groq_midstream_error_event_tool_use_failed.json")  # reasoning, then an error event
+    body = recording["response"]["body"]
+    second = body.index('"reasoning"', body.index('"reasoning"') + 1)
+    line_start = body.rindex("data:", 0, second)
+    mutated, n = re.subn(r'"index":\s*0', '"index":"x"', body[line_start:second], count=1)
+    assert n == 1
+    recording = {**recording, "response": {**recording["response"], "body": body[:line_start] + mutated + body[second:]}}
+    ended: List[Any] = []
+    telemetry = instrumented(capture_content=True, on_error=ended.append, on_complete=ended.append)
+    chunks: List[Any] = []
+    with pytest.raises(openai.APIError):  # the provider's error event, raised by the SDK as without steer
+        for chunk in make_client(recording).chat.completions.create(**call_kwargs(recording)):
+            chunks.append(chunk)
+
+    assert any(c.choices and c.choices[0].index == "x" for c in chunks)  # the SDK passes the index through
+    (span,) = telemetry.genai_spans()
+    attrs = span.attributes
+    assert attrs["steer.stream.end"] == "error"
+    assert attrs["steer.usage.source"] == "estimated"  # from the reasoning of choice 0 and choice "x"
+    assert json.loads(attrs["gen_ai.output.messages"])  # the captured output, ordered without failing
+    assert [type(e).__name__ for e in ended] == ["StreamErrorEvent"]
+    seam = [p for p in telemetry.metrics().get("steer.internal.errors", [])
+            if not str(p.attributes.get("steer.where")).startswith("decode") and p.value]
+    assert seam == []

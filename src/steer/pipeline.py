@@ -29,7 +29,7 @@ from steer.events import (
     Usage,
 )
 from steer.processing import errors as error_rules
-from steer.providers.base import Assembly, Decoder
+from steer.providers.base import Assembly, Decoder, choice_order
 from steer.telemetry.metrics import Instruments, base_metric_attributes
 from steer.telemetry.spans import SpanRecorder
 
@@ -281,7 +281,8 @@ class Session:
     def _output_content(self, outcome: Outcome) -> List[Dict[str, Any]]:
         asm = self.asm
         messages = []
-        for choice in sorted(set(asm.text) | set(asm.finish) | {c.choice_index for c in outcome.tool_calls} or {0}):
+        choices = set(asm.text) | set(asm.finish) | {c.choice_index for c in outcome.tool_calls} or {0}
+        for choice in sorted(choices, key=choice_order):
             parts: List[Dict[str, Any]] = []
             text = asm.joined_text(choice)
             if text:
@@ -325,8 +326,10 @@ class Session:
             event = StreamCompleteEvent(
                 **common, total_chunks=outcome.chunks, duration_ms=duration_ms,
                 ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
-                text=self.asm.joined_text(min(self.asm.text, default=0)), reasoning=self.asm.joined_reasoning(),
-                choice_texts=[self.asm.joined_text(c) for c in sorted(self.asm.text)], tool_calls=outcome.tool_calls,
+                text=self.asm.joined_text(min(self.asm.text, default=0, key=choice_order)),
+                reasoning=self.asm.joined_reasoning(),
+                choice_texts=[self.asm.joined_text(c) for c in sorted(self.asm.text, key=choice_order)],
+                tool_calls=outcome.tool_calls,
                 finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
                 end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)  # type: ignore[arg-type]
         emit(event)

@@ -281,18 +281,25 @@ class Assembly:
         return pieces.text() if pieces is not None else ""
 
     def all_text(self) -> str:
-        return "".join(self.text[c].text() for c in sorted(self.text))
+        return "".join(self.text[c].text() for c in sorted(self.text, key=choice_order))
 
     def joined_reasoning(self) -> str:
-        return "".join(self.reasoning[c].text() for c in sorted(self.reasoning))
+        return "".join(self.reasoning[c].text() for c in sorted(self.reasoning, key=choice_order))
 
     def finish_reasons(self) -> List[str]:
-        return [self.finish[c] for c in sorted(self.finish)]
+        return [self.finish[c] for c in sorted(self.finish, key=choice_order)]
 
     def raw_tool_calls(self) -> List[Tuple[int, Optional[str], Optional[str], Any, str]]:
         """(choice, id, name, whole-or-None, joined raw arguments) in arrival order."""
         ordered = sorted(self.tools.items(), key=lambda kv: kv[1].order)
         return [(choice, _text_or_none(b.id), _text_or_none(b.name), b.whole, b.parts.text()) for (choice, _), b in ordered]
+
+
+def choice_order(choice: Any) -> Tuple[int, Any]:
+    """Sort key for choice indexes: integers in order, then whatever a malformed chunk put in a choice's
+    ``index`` (a string, a float). Decoders keep the wire's index as it came (no per-chunk type check);
+    ordering the choices at the end of the call must not fail on a mix."""
+    return (0, choice) if type(choice) is int else (1, repr(choice))
 
 
 def _pieces(by_choice: Dict[int, Pieces], choice: int) -> Pieces:
