@@ -323,13 +323,12 @@ class Session:
                                                   message=info.message, total_chunks=outcome.chunks, duration_ms=duration_ms)
         else:
             result = self.json_result
+            choice_texts = [self.asm.joined_text(c) for c in sorted(self.asm.text, key=choice_order)]
             event = StreamCompleteEvent(
                 **common, total_chunks=outcome.chunks, duration_ms=duration_ms,
                 ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
-                text=self.asm.joined_text(min(self.asm.text, default=0, key=choice_order)),
-                reasoning=self.asm.joined_reasoning(),
-                choice_texts=[self.asm.joined_text(c) for c in sorted(self.asm.text, key=choice_order)],
-                tool_calls=outcome.tool_calls,
+                text=choice_texts[0] if choice_texts else "", reasoning=self.asm.joined_reasoning(),
+                choice_texts=choice_texts, tool_calls=outcome.tool_calls,
                 finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
                 end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)  # type: ignore[arg-type]
         emit(event)

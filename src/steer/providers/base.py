@@ -214,7 +214,7 @@ class Assembly:
         if not s:
             return
         if self._keep(s):
-            _pieces(self.reasoning, choice).add(s)
+            pieces_of(self.reasoning, choice).add(s)
         if self.deltas is not None:
             self.deltas.append(("reasoning", s, choice, None, None, None))
 
@@ -222,7 +222,7 @@ class Assembly:
         if not s:
             return
         if self._keep(s):
-            _pieces(self.refusal, choice).add(s)
+            pieces_of(self.refusal, choice).add(s)
         if self.deltas is not None:
             self.deltas.append(("refusal", s, choice, None, None, None))
 
@@ -302,10 +302,11 @@ def choice_order(choice: Any) -> Tuple[int, Any]:
     return (0, choice) if type(choice) is int else (1, repr(choice))
 
 
-def _pieces(by_choice: Dict[int, Pieces], choice: int) -> Pieces:
+def pieces_of(by_choice: Dict[int, Pieces], choice: int, addressable: bool = False) -> Pieces:
+    """A choice's pieces in one of the Assembly's stores (text, reasoning, refusal), made on first use."""
     pieces = by_choice.get(choice)
     if pieces is None:
-        pieces = by_choice[choice] = Pieces()
+        pieces = by_choice[choice] = Pieces(addressable=addressable)
     return pieces
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, Pieces, field_of, given
+from steer.providers.base import Assembly, field_of, given, pieces_of
 from steer.providers.openai import usage_from
 
 # Where each kind of streamed content is assembled (the Assembly dict name) and how it is written.
@@ -50,11 +50,7 @@ _CLIENT_TOOLS = {"function_call": "arguments", "custom_tool_call": "input"}
 def _pieces(asm: Assembly, store: str) -> List[str]:
     """Choice 0's pieces in one of the Assembly's stores, one list entry per delta: segments address
     them by position, so this store is never folded (``Pieces.addressable``)."""
-    by_choice: Dict[int, Pieces] = getattr(asm, store)
-    pieces = by_choice.get(0)
-    if pieces is None:
-        pieces = by_choice[0] = Pieces(addressable=True)
-    return pieces.recent
+    return pieces_of(getattr(asm, store), 0, addressable=True).recent
 
 
 class _Segment:
