@@ -22,6 +22,8 @@ EXPECTED = [
     r"first token after [\d.]+ ms, [\d.]+ chunks/s, [\d.]+ tokens/s \(usage reported\)",  # ttft and throughput
     r"attempt 1: RateLimitError is retryable(?s:.*)attempt 2: InternalServerError is retryable(?s:.*)answer: \S"
     r"(?s:.*)401: AuthenticationError retryable = False",  # retry
+    r"^prompt \d+ completion \d+ as a dict: \{'input_tokens': \d+, 'output_tokens': \d+, 'total_tokens': \d+(, '\w+': \d+)*\}$"
+    r"(?s:.*)^final completion tokens: [1-9]\d*$",  # usage read as a dict
 ]
 
 

@@ -12,6 +12,7 @@ nobody subscribes to costs no per-chunk allocation here.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Optional
 
@@ -20,12 +21,25 @@ UsageSource = Literal["reported", "estimated", "none"]
 StreamEnd = Literal["complete", "closed_early", "abandoned", "error"]
 
 
+# The token counts a Usage lists when read as a mapping, in this order (see Usage).
+USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens", "cache_read_input_tokens",
+              "cache_creation_input_tokens", "reasoning_tokens")
+# OpenAI-style names that read the same counts (looked up, never listed: each count is listed once).
+USAGE_ALIASES = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}
+
+
 @dataclass(slots=True)
-class Usage:
+class Usage(Mapping):  # type: ignore[type-arg]
     """Token usage of one call, normalised across providers.
 
     ``input_tokens`` includes cached input, as the semantic conventions ask; the cache and reasoning
     counts are broken out when the provider reports them.
+
+    Also a read-only mapping of the token counts (``usage["input_tokens"]``, ``usage.get(
+    "completion_tokens", 0)``, ``dict(usage)``): its keys are the ``USAGE_KEYS`` whose count is known
+    (not None), and the OpenAI-style ``prompt_tokens`` / ``completion_tokens`` read ``input_tokens`` /
+    ``output_tokens`` without being listed. ``source``, ``confidence`` and ``method`` stay attributes.
+    A Usage is always true, whatever it counts (as before it was a mapping).
     """
 
     input_tokens: Optional[int] = None
@@ -42,6 +56,23 @@ class Usage:
     @property
     def is_estimated(self) -> bool:
         return self.source == "estimated"
+
+    # -- read-only mapping of the known token counts ---------------------------------------------------
+    def __getitem__(self, key: str) -> int:
+        name = USAGE_ALIASES.get(key, key)
+        value = getattr(self, name) if name in USAGE_KEYS else None
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in USAGE_KEYS if getattr(self, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for name in USAGE_KEYS if getattr(self, name) is not None)
+
+    def __bool__(self) -> bool:
+        return True
 
 
 @dataclass(slots=True)
