@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from steer.attached import context
 from steer.events import (
     StreamCompleteEvent,
     StreamDeltaEvent,
     StreamErrorEvent,
     StreamEvent,
+    StreamStallEvent,
     StreamStartEvent,
     StreamUsageEvent,
     ToolCall,
@@ -42,7 +44,8 @@ def instrument(
 
     Extra options: ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
     content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``,
-    ``json_max_depth`` / ``json_max_bytes`` (bounds of JSON-mode tracking).
+    ``json_max_depth`` / ``json_max_bytes`` (bounds of JSON-mode tracking), ``stall_after`` (seconds of
+    silence before an open stream is reported stalled; None/0: off) and ``on_stall`` (its callback).
     """
     from steer import instrumentation as _instrument
 
@@ -79,7 +82,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "instrument", "uninstrument", "wrap", "EventProcessor", "create_event_processor", "PredicateFilter",
+    "instrument", "uninstrument", "wrap", "context", "EventProcessor", "create_event_processor", "PredicateFilter",
     "EventTransformer", "StreamEvent", "StreamStartEvent", "StreamDeltaEvent", "StreamUsageEvent",
-    "StreamCompleteEvent", "StreamErrorEvent", "Usage", "ToolCall", "__version__",
+    "StreamCompleteEvent", "StreamErrorEvent", "StreamStallEvent", "Usage", "ToolCall", "__version__",
 ]

@@ -7,7 +7,7 @@ telemetry layer turns Outcome into span attributes and metric points without kno
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from steer.events import StreamEnd, ToolCall, Usage
 
@@ -59,3 +59,4 @@ class Outcome:
     decode_errors: int = 0
     output_messages: Optional[List[Dict[str, Any]]] = None  # only when content capture is on
     extra: Dict[str, Any] = field(default_factory=dict)
+    stalls: Optional[List[Tuple[int, float, bool]]] = None  # live-detected stalls: (wall start ns, gap s, resumed)

@@ -29,6 +29,7 @@ from steer.events import (
     StreamDeltaEvent,
     StreamErrorEvent,
     StreamEvent,
+    StreamStallEvent,
     StreamStartEvent,
     StreamUsageEvent,
 )
@@ -41,6 +42,7 @@ _SLOTS = {
     StreamUsageEvent: "on_usage",
     StreamCompleteEvent: "on_complete",
     StreamErrorEvent: "on_error",
+    StreamStallEvent: "on_stall",
 }
 MAX_PENDING = 10_000
 _EXIT_DRAIN_S = 5.0

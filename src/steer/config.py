@@ -15,6 +15,8 @@ ALL_PROVIDERS: Tuple[str, ...] = ("openai", "anthropic", "google_genai", "httpx"
 _TRUTHY = {"1", "true", "yes", "on", "span_only", "span_and_event", "event_only"}
 
 Redactor = Callable[[str], str]
+UNSET: Any = object()  # "not given": the environment or the default decides
+DEFAULT_STALL_AFTER = 30.0  # seconds; see docs/telemetry.md "Streams that hang" for why
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Settings:
     json_max_bytes: int = 8 * 1024 * 1024
     text_max_chars: int = 4 * 1024 * 1024  # assembled output kept per call (events, estimation)
     provider_name_override: Optional[str] = None
+    # Live stall detection: a stream silent for longer than this (seconds) is reported while open;
+    # None or 0 turns it off. Why 30 s: docs/telemetry.md "Streams that hang".
+    stall_after: Optional[float] = DEFAULT_STALL_AFTER
     callbacks: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +65,7 @@ def load_settings(
     provider_name: Optional[str] = None,
     json_max_depth: Optional[int] = None,
     json_max_bytes: Optional[int] = None,
+    stall_after: Any = UNSET,
 ) -> Settings:
     if isinstance(providers, str):
         providers = (providers,)
@@ -87,8 +93,20 @@ def load_settings(
         provider_name_override=provider_name or os.environ.get("STEER_PROVIDER_NAME") or None,
         json_max_depth=json_max_depth or _env_int("STEER_JSON_MAX_DEPTH", 64),
         json_max_bytes=json_max_bytes or _env_int("STEER_JSON_MAX_BYTES", 8 * 1024 * 1024),
+        stall_after=_stall_after(stall_after),
     )
 
 
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    return replace(settings, **changes)
+def _stall_after(given: Any) -> Optional[float]:
+    """The argument, else STEER_STALL_AFTER (seconds), else DEFAULT_STALL_AFTER; None, 0 or "off": off."""
+    if given is UNSET:
+        raw = os.environ.get("STEER_STALL_AFTER", "").strip().lower()
+        if raw in ("off", "none", "false"):
+            return None
+        try:
+            given = float(raw) if raw else DEFAULT_STALL_AFTER
+        except ValueError:
+            raise ValueError(f"steer: STEER_STALL_AFTER must be seconds or 'off', not {raw!r}") from None
+    if given is None or given <= 0:
+        return None
+    return float(given)

@@ -33,7 +33,7 @@ log = logging.getLogger("steer")
 
 Handler = Callable[[StreamEvent], Any]
 _SHORT_NAMES = {"start": "StreamStartEvent", "delta": "StreamDeltaEvent", "usage": "StreamUsageEvent",
-                "complete": "StreamCompleteEvent", "error": "StreamErrorEvent"}
+                "complete": "StreamCompleteEvent", "error": "StreamErrorEvent", "stall": "StreamStallEvent"}
 _TERMINAL = frozenset((StreamCompleteEvent, StreamErrorEvent))
 _MAX_OPEN_CALLS = 100_000  # bound on the per-call sequence counters (calls normally end and free theirs)
 _IDLE_POLL_S = 1.0  # an idle worker wakes this often to notice its processor was garbage-collected

@@ -160,9 +160,20 @@ class StreamErrorEvent(StreamEvent):
     duration_ms: float = 0.0
 
 
+@dataclass(slots=True)
+class StreamStallEvent(StreamEvent):
+    """A stream has received nothing for longer than ``stall_after``: sent once per silence, when steer's
+    watchdog notices it, while the stream is still open (from the watchdog's thread)."""
+
+    silent_ms: float = 0.0  # the silence so far (from the last chunk, or from the request when none came yet)
+    stall_after_ms: float = 0.0  # the threshold it passed
+    total_chunks: int = 0  # chunks received before the silence
+    stall_count: int = 1  # this is the stream's n-th stall
+
+
 EVENT_TYPES = {
     cls.__name__: cls
-    for cls in (StreamStartEvent, StreamDeltaEvent, StreamUsageEvent, StreamCompleteEvent, StreamErrorEvent)
+    for cls in (StreamStartEvent, StreamDeltaEvent, StreamUsageEvent, StreamStallEvent, StreamCompleteEvent, StreamErrorEvent)
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import wrapt
 
 from steer.callbacks import Listeners
-from steer.config import Settings, load_settings
+from steer.config import UNSET, Settings, load_settings
 from steer.pipeline import Runtime
 from steer.wrapping.calls import async_wrapper, sync_wrapper
 from steer.wrapping.registry import all_targets
@@ -62,17 +62,21 @@ def build_runtime(
     provider_name: Optional[str] = None,
     json_max_depth: Optional[int] = None,
     json_max_bytes: Optional[int] = None,
+    stall_after: Any = UNSET,
+    on_stall: Optional[Callable[..., Any]] = None,
 ) -> Runtime:
     settings = load_settings(
         providers=providers, capture_content=capture_content, estimate_usage=estimate_usage,
         content_max_chars=content_max_chars, redact=redact, chunk_gap_metric=chunk_gap_metric,
         provider_name=provider_name, json_max_depth=json_max_depth, json_max_bytes=json_max_bytes,
+        stall_after=stall_after,
     )
     from steer import otel_setup
 
     tracer_provider, meter_provider = otel_setup.resolve_providers(tracer_provider, meter_provider)
     listeners = Listeners(
-        {"on_start": on_start, "on_delta": on_delta, "on_usage": on_usage, "on_complete": on_complete, "on_error": on_error},
+        {"on_start": on_start, "on_delta": on_delta, "on_usage": on_usage, "on_complete": on_complete, "on_error": on_error,
+         "on_stall": on_stall},
         event_processor,
     )
     if settings.estimate_usage:
@@ -105,6 +109,9 @@ def uninstrument() -> None:
             setattr(owner, attribute, original)
         _STATE.patches.clear()
         _STATE.runtime = None
+    from steer.watchdog import WATCHDOG
+
+    WATCHDOG.stop()  # streams still open lose live stall detection until the next stream opens
 
 
 def instrumentation_status() -> Dict[str, str]:

@@ -13,8 +13,9 @@ import logging
 import threading
 import uuid
 from time import perf_counter_ns, time_ns
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from steer.attached import CURRENT as ATTACHED
 from steer.call import CallInfo, JsonSummary, Outcome
 from steer.callbacks import NO_LISTENERS, Listeners
 from steer.config import Settings
@@ -23,6 +24,7 @@ from steer.events import (
     StreamDeltaEvent,
     StreamErrorEvent,
     StreamEvent,
+    StreamStallEvent,
     StreamStartEvent,
     StreamUsageEvent,
     ToolCall,
@@ -32,6 +34,7 @@ from steer.processing import errors as error_rules
 from steer.providers.base import Assembly, Decoder, choice_order
 from steer.telemetry.metrics import Instruments, base_metric_attributes
 from steer.telemetry.spans import SpanRecorder
+from steer.watchdog import WATCHDOG
 
 log = logging.getLogger("steer")
 
@@ -43,7 +46,7 @@ class Runtime:
                  listeners: Listeners = NO_LISTENERS) -> None:
         self.settings = settings
         self.spans = SpanRecorder(tracer_provider, settings)
-        self.instruments = Instruments(meter_provider)
+        self.instruments = Instruments(meter_provider, stalled=self._stalled_streams)
         self.listeners = listeners
         self._logged: set = set()
         self._lock = threading.Lock()
@@ -62,6 +65,17 @@ class Runtime:
         except Exception:  # pragma: no cover - logging itself failed; nothing left to do safely
             pass
 
+    def _stalled_streams(self) -> Dict[Tuple[Tuple[str, Any], ...], int]:
+        """This Runtime's open streams silent for longer than stall_after now, by metric attributes
+        (read when the steer.client.streams.stalled gauge is collected, not kept up to date)."""
+        now = perf_counter_ns()
+        counts: Dict[Tuple[Tuple[str, Any], ...], int] = {}
+        for session in WATCHDOG.watched():
+            if session.rt is self and not session.done and now - (session.t_last or session.t0) > session.stall_after_ns:
+                key = tuple(session.metric_attrs.items())
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
 
 def _trace_ids(span: Any) -> Dict[str, str]:
     """The call's span as W3C hex ids, for events' metadata (links a callback's log line to the trace)."""
@@ -78,7 +92,7 @@ class Session:
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
-        "trace_ids",
+        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls",
     )
 
     def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
@@ -92,6 +106,9 @@ class Session:
         self.t_first = 0
         self.t_last = 0
         self.max_gap = 0
+        self.gap_mark = 0  # on_chunk's threshold for out-of-line work: max_gap, or 0 while a stall is open
+        self.stall_start = 0  # t_last (or t0) of the silence the watchdog reported, until it ends
+        self.stalls: Optional[List[Tuple[int, int, bool]]] = None  # (start, gap, resumed) per stall
         self.done = False
         self.span = None
         self.json = None
@@ -103,22 +120,28 @@ class Session:
         self.gaps: Optional[List[int]] = [] if settings.chunk_gap_metric == "per_chunk" and call.streaming else None
         self.asm = Assembly(settings.text_max_chars, want_deltas=listeners.wants_deltas)
         self.request_id = self.stream_id = ""
-        self.trace_ids: Dict[str, str] = {}
+        self.metadata: Dict[str, Any] = {}
         self.metric_attrs = base_metric_attributes(call)
+        attached = ATTACHED.get()  # steer.context: read once per call
+        if attached is not None:
+            self.metric_attrs = {**attached.metric_attributes, **self.metric_attrs}
         if call.json_output:
             from steer.processing.json_stream import JsonStreamTracker
 
             self.json = JsonStreamTracker(max_depth=settings.json_max_depth, max_bytes=settings.json_max_bytes)
             self.asm.text_sink = self.json.feed
         content = self._input_content() if settings.capture_content else None
-        self.span = rt.spans.start(call, self.wall0, content)
+        self.span = rt.spans.start(call, self.wall0, content, attached.values if attached is not None else None)
+        self.stall_after_ns = int(settings.stall_after * 1e9) if settings.stall_after and call.streaming else 0
         if call.streaming:
             rt.instruments.active.add(1, self.metric_attrs)
             self.active_counted = True
+            if self.stall_after_ns:
+                WATCHDOG.add(self)
         if listeners.active:
             self.request_id = uuid.uuid4().hex
             self.stream_id = self.request_id if call.streaming else ""
-            self.trace_ids = _trace_ids(self.span)
+            self.metadata = {**attached.values, **_trace_ids(self.span)} if attached is not None else _trace_ids(self.span)
             listeners.emit(StreamStartEvent(**self._common(), operation=call.operation, streaming=call.streaming,
                                             server_address=call.server_address))
 
@@ -128,12 +151,14 @@ class Session:
         n = self.chunks
         if n:
             gap = now - self.t_last
-            if gap > self.max_gap:
-                self.max_gap = gap
+            if gap > self.gap_mark:  # a new longest gap, or the end of a stall (rare: out of line)
+                self._long_gap(gap, now)
             if self.gaps is not None:
                 self.gaps.append(gap)
         else:
             self.t_first = now
+            if self.stall_start:  # silent from the request until this first chunk
+                self._stall_over(now)
         self.t_last = now
         self.chunks = n + 1
         asm = self.asm
@@ -144,6 +169,47 @@ class Session:
             self.rt.internal_error(f"decode:{self.call.api}", exc)
         if asm.deltas:
             self._emit_deltas(n)
+
+    def _long_gap(self, gap: int, now: int) -> None:
+        if gap > self.max_gap:
+            self.max_gap = gap
+        if self.stall_start:
+            self._stall_over(now)
+        self.gap_mark = self.max_gap
+
+    # -- live stall detection (the watchdog's thread calls watch; steer.watchdog) --------------------
+    def watch(self, now: int) -> None:
+        last = self.t_last or self.t0
+        if now - last <= self.stall_after_ns or self.stall_start or self.done:
+            return
+        try:
+            with self._lock:
+                if self.done or self.stall_start or (self.t_last or self.t0) != last:
+                    return  # ended, or a chunk came, meanwhile
+                self.stall_start = last
+                self.gap_mark = 0  # the chunk that ends the silence takes on_chunk's out-of-line branch
+                self.stalls = (self.stalls or []) + [(last, 0, False)]
+                count = len(self.stalls)
+            if self.rt.listeners.active:
+                self.rt.listeners.emit(StreamStallEvent(
+                    **self._common(), silent_ms=(now - last) / 1e6, stall_after_ms=self.stall_after_ns / 1e6,
+                    total_chunks=self.chunks, stall_count=count))
+        except Exception as exc:
+            self.rt.internal_error("stall", exc)
+
+    def _stall_over(self, now: int) -> None:
+        """The silence that started at stall_start has ended: resumed by a chunk, or by the end of the call.
+
+        The chunk that ended it is the one arriving now, or — when it slipped in while the watchdog was
+        deciding — the previous one (t_last moved past stall_start without this branch being taken)."""
+        with self._lock:
+            start = self.stall_start
+            if not start or not self.stalls:
+                return
+            last = self.t_last or self.t0
+            resumed_at, resumed = (last, True) if last != start else (now, not self.done)
+            self.stalls[-1] = (start, resumed_at - start, resumed)
+            self.stall_start = 0
 
     def on_response(self, response: Any) -> None:
         """A non-streaming call's whole response."""
@@ -159,6 +225,8 @@ class Session:
             if self.done:
                 return
             self.done = True
+        if self.stall_after_ns:
+            WATCHDOG.discard(self)
         try:
             self._finish(end, error)
         except Exception as exc:
@@ -206,6 +274,10 @@ class Session:
         if rt.settings.capture_content:
             outcome.output_messages = self._output_content(outcome)
         outcome.extra = asm.extra
+        if self.stall_start:
+            self._stall_over(now)  # still silent when the call ended
+        if self.stalls:
+            outcome.stalls = [(self.wall0 + (start - self.t0), gap / 1e9, resumed) for start, gap, resumed in self.stalls]
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
         if self.active_counted:
             self.active_counted = False  # once: the fallback below must not decrement it again
@@ -301,7 +373,7 @@ class Session:
             "request_id": self.request_id,
             "stream_id": self.stream_id,
             "timestamp": time_ns() / 1e9,
-            "metadata": dict(self.trace_ids),  # a fresh dict: listeners may add keys to one event's metadata
+            "metadata": dict(self.metadata),  # a fresh dict: listeners may add keys to one event's metadata
         }
 
     def _emit_deltas(self, chunk_index: int) -> None:

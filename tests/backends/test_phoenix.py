@@ -105,3 +105,68 @@ def test_tracer_provider_for_phoenix_in_process(phoenix: PhoenixRun, instrumente
     assert [s["name"] for s in spans] == ["chat gpt-4o"]
     assert spans[0]["attributes"]["steer.usage.source"] == "reported"
     assert phoenix.server.project_url("steer-in-process").startswith(phoenix.server.url + "/projects/")
+
+
+# -- steer.context: Phoenix's Sessions view (issue 17) ------------------------------------------------
+SESSION = "support-chat-42"
+
+
+def session_of(run: PhoenixRun, session_id: str, traces: int) -> Dict[str, Any]:
+    """Phoenix's own grouping (GET /v1/sessions/{session_id}): filed at ingestion from `session.id`."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    data: Dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{run.server.url}/v1/sessions/{session_id}", timeout=30) as resp:
+                data = json.loads(resp.read())["data"]
+            if len(data["traces"]) >= traces:
+                break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:  # not there until its first trace is ingested
+                raise
+        time.sleep(0.5)
+    return data
+
+
+def test_phoenix_sessions_view_shows_one_sessions_calls_together(phoenix: PhoenixRun, instrumented: Any) -> None:
+    import openai
+
+    import steer
+    from steer.devserver import DevServer
+
+    provider = phoenix.server.tracer_provider("steer-sessions")
+    instrumented(tracer_provider=provider)
+    questions = ["Where is my order?", "Can I change the address?", "Thanks!"]
+    with DevServer(chunk_delay=0) as server:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0)
+        with steer.context(session_id=SESSION, user_id="user-7", conversation_id="conv-42"):
+            for question in questions:  # three calls, three traces: one session
+                for _ in client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}],
+                                                        stream=True, stream_options={"include_usage": True}):
+                    pass
+        with steer.context(session_id="another-session"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    provider.force_flush()
+    provider.shutdown()
+    session = session_of(phoenix, SESSION, len(questions))
+    assert len(session["traces"]) == len(questions), session  # grouped by Phoenix, and nothing else in it
+    assert session["token_count_completion"] > 0  # Phoenix read the calls' usage as well
+    assert len(session_of(phoenix, "another-session", 1)["traces"]) == 1
+    spans = [s for s in spans_of(phoenix, "steer-sessions", len(questions) + 1) if s["attributes"].get("session.id") == SESSION]
+    assert {s["attributes"]["user.id"] for s in spans} == {"user-7"}
+
+    binary = require("Chromium (Debian package `chromium`)", find_chromium())
+    url = f"{phoenix.server.project_url('steer-sessions')}/sessions/{session['id']}"
+    with Chromium(binary, width=1600, height=1100) as browser:
+        browser.navigate(url)
+        text = browser.wait_for_text(SESSION, timeout=90)
+        time.sleep(1.0)  # let the conversation view finish its layout before the picture
+        shot = browser.screenshot(ARTIFACTS / "phoenix-steer-session.png")
+    assert shot.stat().st_size > 20_000
+    assert SESSION in text
+    if os.environ.get("STEER_UPDATE_DOCS_IMAGES"):
+        shutil.copy(shot, ROOT / "docs" / "images" / "phoenix-steer-session.png")

@@ -6,14 +6,14 @@ here runs per chunk: every point is recorded once, when the call ends.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from steer.call import CallInfo, Outcome
 from steer.telemetry import semconv as sc
 
 
 class Instruments:
-    def __init__(self, meter_provider: Any = None) -> None:
+    def __init__(self, meter_provider: Any = None, stalled: Optional[Callable[[], Dict[Tuple[Any, ...], int]]] = None) -> None:
         from opentelemetry import metrics
 
         meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, _version(), meter_provider, schema_url=sc.SCHEMA_URL)
@@ -49,6 +49,12 @@ class Instruments:
         self.json_duplicates = meter.create_counter(
             sc.METRIC_JSON_DUPLICATES_DROPPED, unit="{duplicate}", description="Repeated snapshots of already-assembled output that steer dropped."
         )
+        self._stalled = stalled
+        self._stalled_seen: Set[Tuple[Any, ...]] = set()
+        if stalled is not None:
+            meter.create_observable_gauge(
+                sc.METRIC_STREAMS_STALLED, callbacks=[self._observe_stalled], unit="{stream}",
+                description="Open streams that have received nothing for longer than stall_after, now.")
         self.internal_errors = meter.create_counter(
             sc.METRIC_INTERNAL_ERRORS, unit="{error}", description="steer's own failures, caught at the seam (never raised into user code)."
         )
@@ -85,6 +91,16 @@ class Instruments:
             if j.valid is not None:
                 self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid})
             self.json_duplicates.add(j.duplicates_dropped, attrs)
+
+
+    def _observe_stalled(self, _options: Any) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        counts = self._stalled() if self._stalled is not None else {}
+        self._stalled_seen.update(counts)
+        # A series that had stalled streams reports 0 once they ended, rather than vanishing (a stale
+        # last value would keep showing a stall that is over).
+        return [Observation(counts.get(key, 0), dict(key)) for key in self._stalled_seen]
 
 
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:

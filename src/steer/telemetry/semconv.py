@@ -42,6 +42,9 @@ OPENAI_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 TOKEN_TYPE = "gen_ai.token.type"
 
+# --- steer.context (issue 17): what the application attaches; defined beside steer.context -----------
+from steer.attached import CONVERSATION_ID, SESSION_ID, USER_ID  # noqa: E402,F401  (gen_ai.conversation.id, session.id, user.id)
+
 # --- span attributes (steer) ------------------------------------------------------------------------
 STREAM_CHUNKS = "steer.stream.chunks"
 STREAM_MAX_CHUNK_GAP = "steer.stream.max_chunk_gap"
@@ -59,6 +62,13 @@ JSON_REPAIRED = "steer.json.repaired"
 JSON_ERROR = "steer.json.error"
 TOOL_CALLS = "steer.tool_calls"
 DECODE_ERRORS = "steer.decode.errors"
+
+# --- live stall detection (issue 17) ----------------------------------------------------------------
+STREAM_STALLS = "steer.stream.stalls"  # span: stalls the watchdog saw while the stream was open
+STREAM_STALL_EVENT = "steer.stream.stall"  # span event, one per stall, at the time the silence began
+STREAM_STALL_GAP = "steer.stream.stall.gap"  # its attribute: the silence, s
+STREAM_STALL_RESUMED = "steer.stream.stall.resumed"  # its attribute: a chunk came after it (else the call ended)
+METRIC_STREAMS_STALLED = "steer.client.streams.stalled"  # observable gauge: open streams silent > stall_after now
 
 # --- metrics ----------------------------------------------------------------------------------------
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"

@@ -45,13 +45,16 @@ class SpanRecorder:
         self._error_code = StatusCode.ERROR
         self._settings = settings
 
-    def start(self, call: CallInfo, wall_ns: int, content: Optional[Dict[str, Any]] = None) -> Any:
+    def start(self, call: CallInfo, wall_ns: int, content: Optional[Dict[str, Any]] = None,
+              attached: Optional[Dict[str, Any]] = None) -> Any:
+        """``attached``: the steer.context values (user.id, session.id, custom): steer's own names win."""
         name = f"{call.operation} {call.request_model}" if call.request_model else call.operation
-        attrs: Dict[str, Any] = {
+        attrs: Dict[str, Any] = dict(attached) if attached else {}
+        attrs.update({
             sc.OPERATION_NAME: call.operation,
             sc.PROVIDER_NAME: call.provider,
             sc.REQUEST_STREAM: call.streaming,
-        }
+        })
         if call.request_model:
             attrs[sc.REQUEST_MODEL] = call.request_model
         if call.server_address:
@@ -102,6 +105,10 @@ class SpanRecorder:
             attrs[sc.TOOL_CALLS] = len(outcome.tool_calls)
         if outcome.decode_errors:
             attrs[sc.DECODE_ERRORS] = outcome.decode_errors
+        if call.streaming and self._settings.stall_after:
+            attrs[sc.STREAM_STALLS] = len(outcome.stalls or ())
+            for start_ns, gap_s, resumed in outcome.stalls or ():
+                span.add_event(sc.STREAM_STALL_EVENT, {sc.STREAM_STALL_GAP: gap_s, sc.STREAM_STALL_RESUMED: resumed}, start_ns)
         for key, value in outcome.extra.items():
             name_ = _EXTRA.get(key)
             if name_ and isinstance(value, (bool, int, float, str)):
