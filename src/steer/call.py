@@ -22,7 +22,8 @@ class CallInfo:
     server_address: Optional[str] = None
     server_port: Optional[int] = None
     # Neutral request parameters: max_tokens, temperature, top_p, top_k, frequency_penalty,
-    # presence_penalty, stop_sequences, seed, choice_count, output_type.
+    # presence_penalty, stop_sequences, seed, choice_count, output_type; reasoning_level and
+    # previous_response_id (span attributes of the newest conventions only).
     params: Dict[str, Any] = field(default_factory=dict)
     request: Optional[Dict[str, Any]] = None  # the request body as the SDK was given it
     json_output: bool = False  # the request asked for JSON output (response_format & co.)

@@ -36,6 +36,9 @@ class Settings:
     # Live stall detection: a stream silent for longer than this (seconds) is reported while open;
     # None or 0 turns it off. Why 30 s: docs/telemetry.md "Streams that hang".
     stall_after: Optional[float] = DEFAULT_STALL_AFTER
+    # "v1.41" (default) or "latest": OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental switches
+    # every GenAI name and rule to the newest conventions (docs/telemetry.md). Read once, here.
+    semconv: str = "v1.41"
     callbacks: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -52,6 +55,13 @@ def _env_int(name: str, default: int) -> int:
         return int(raw) if raw else default
     except ValueError:
         return default
+
+
+def semconv_from_env() -> str:
+    """OTEL_SEMCONV_STABILITY_OPT_IN read as OpenTelemetry Python reads it: a comma-separated list,
+    each entry stripped, matched exactly (opentelemetry.instrumentation._semconv)."""
+    opt_in = [entry.strip() for entry in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")]
+    return "latest" if "gen_ai_latest_experimental" in opt_in else "v1.41"
 
 
 def load_settings(
@@ -76,7 +86,11 @@ def load_settings(
     unknown = [p for p in chosen if p not in ALL_PROVIDERS]
     if unknown:
         raise ValueError(f"steer: unknown provider(s) {unknown}; choose from {list(ALL_PROVIDERS)}")
-    gap_mode = chunk_gap_metric or os.environ.get("STEER_CHUNK_GAP_METRIC", "per_stream")
+    semconv = semconv_from_env()
+    # The newest conventions record time_per_output_chunk once per chunk after the first: that is their
+    # default here; v1.41 keeps steer's cheaper per-stream mean unless asked.
+    gap_mode = chunk_gap_metric or os.environ.get("STEER_CHUNK_GAP_METRIC") or (
+        "per_chunk" if semconv == "latest" else "per_stream")
     if gap_mode not in ("per_stream", "per_chunk"):
         raise ValueError("steer: chunk_gap_metric must be 'per_stream' or 'per_chunk'")
     return Settings(
@@ -90,6 +104,7 @@ def load_settings(
         redact=redact,
         estimate_usage=estimate_usage if estimate_usage is not None else _env_bool("STEER_ESTIMATE_USAGE", True),
         chunk_gap_metric=gap_mode,
+        semconv=semconv,
         provider_name_override=provider_name or os.environ.get("STEER_PROVIDER_NAME") or None,
         json_max_depth=json_max_depth or _env_int("STEER_JSON_MAX_DEPTH", 64),
         json_max_bytes=json_max_bytes or _env_int("STEER_JSON_MAX_BYTES", 8 * 1024 * 1024),

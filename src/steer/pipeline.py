@@ -33,6 +33,7 @@ from steer.events import (
 from steer.processing import errors as error_rules
 from steer.providers.base import Assembly, Decoder, choice_order
 from steer.telemetry.metrics import Instruments, base_metric_attributes
+from steer.telemetry.semconv import conventions
 from steer.telemetry.spans import SpanRecorder
 from steer.watchdog import WATCHDOG
 
@@ -46,7 +47,7 @@ class Runtime:
                  listeners: Listeners = NO_LISTENERS) -> None:
         self.settings = settings
         self.spans = SpanRecorder(tracer_provider, settings)
-        self.instruments = Instruments(meter_provider, stalled=self._stalled_streams)
+        self.instruments = Instruments(meter_provider, conventions(settings.semconv), stalled=self._stalled_streams)
         self.listeners = listeners
         self._logged: set = set()
         self._lock = threading.Lock()

@@ -86,6 +86,9 @@ def messages_call_info(body: Mapping[str, Any], *, streaming: bool, provider: st
         "top_k": body.get("top_k"),
         "stop_sequences": list(stops) if isinstance(stops, (list, tuple)) and all(isinstance(s, str) for s in stops) else None,
     }
+    config = body.get("output_config")
+    if isinstance(config, Mapping):
+        params["reasoning_level"] = config.get("effort")  # the exact value sent (low ... max)
     json_output = _json_output(body)
     if json_output:
         params["output_type"] = "json"

@@ -80,6 +80,12 @@ def _cfg(config: Any, name: str) -> Any:
     return getattr(config, name, None)
 
 
+def _thinking_level(thinking_config: Any) -> Optional[str]:
+    """``thinking_config.thinking_level`` as sent on the wire (the SDK's enum serialises to its value)."""
+    level = _cfg(thinking_config, "thinking_level")
+    return getattr(level, "value", level) if level is not None else None
+
+
 def call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str], port: Optional[int],
               streaming: bool, api: str) -> CallInfo:
     config = kwargs.get("config")
@@ -96,6 +102,7 @@ def call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str
         "presence_penalty": _cfg(config, "presence_penalty"),
         "stop_sequences": list(stop) if isinstance(stop, (list, tuple)) else None,
         "seed": _cfg(config, "seed"),
+        "reasoning_level": _thinking_level(_cfg(config, "thinking_config")),
     }
     count = _cfg(config, "candidate_count")
     if isinstance(count, int) and count != 1:

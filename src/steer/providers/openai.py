@@ -73,6 +73,7 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
         "presence_penalty": kwargs.get("presence_penalty"),
         "stop_sequences": _stop_list(kwargs.get("stop")),
         "seed": kwargs.get("seed"),
+        "reasoning_level": kwargs.get("reasoning_effort"),
     }
     n = kwargs.get("n")
     if isinstance(n, int) and n != 1:

@@ -279,6 +279,10 @@ def _format_type(text: Any) -> Optional[str]:
     return kind if isinstance(kind, str) else None
 
 
+def _effort(reasoning: Any) -> Any:
+    return reasoning.get("effort") if isinstance(reasoning, Mapping) else None
+
+
 def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str], port: Optional[int],
                         streaming: Optional[bool] = None) -> CallInfo:
     fmt = _format_type(kwargs.get("text"))
@@ -287,6 +291,8 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
         "max_tokens": kwargs.get("max_output_tokens"),
         "temperature": kwargs.get("temperature"),
         "top_p": kwargs.get("top_p"),
+        "reasoning_level": _effort(kwargs.get("reasoning")),
+        "previous_response_id": kwargs.get("previous_response_id"),
     }
     if fmt:
         params["output_type"] = "json" if json_output else "text"

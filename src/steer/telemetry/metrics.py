@@ -10,25 +10,33 @@ from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from steer.call import CallInfo, Outcome
 from steer.telemetry import semconv as sc
+from steer.telemetry.token_metrics import token_metrics
 
 
 class Instruments:
-    def __init__(self, meter_provider: Any = None, stalled: Optional[Callable[[], Dict[Tuple[Any, ...], int]]] = None) -> None:
+    """The instrument set of one convention version (``conventions``), chosen here, once: recording
+    below never asks which version it is."""
+
+    def __init__(self, meter_provider: Any = None, conventions: sc.Conventions = sc.V1_41,
+                 stalled: Optional[Callable[[], Dict[Tuple[Any, ...], int]]] = None) -> None:
         from opentelemetry import metrics
 
-        meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, _version(), meter_provider, schema_url=sc.SCHEMA_URL)
+        meter = metrics.get_meter(sc.INSTRUMENTATION_SCOPE, _version(), meter_provider, schema_url=conventions.schema_url)
         duration = dict(unit="s", explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS)
         tokens = dict(unit="{token}", explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS)
-        self.duration = meter.create_histogram(sc.METRIC_OPERATION_DURATION, description="GenAI operation duration.", **duration)
+        self.duration = meter.create_histogram(conventions.inference_duration, description="GenAI operation duration.", **duration)
+        # The newest conventions keep gen_ai.client.operation.duration for operations other than inference.
+        self.other_duration = self.duration if not conventions.latest else meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION, description="GenAI operation duration.", **duration)
         self.ttfc = meter.create_histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK, description="Time to receive the first chunk of a streaming response.", **duration
+            conventions.time_to_first_chunk, description="Time to receive the first chunk of a streaming response.", **duration
         )
         self.per_chunk = meter.create_histogram(
-            sc.METRIC_TIME_PER_OUTPUT_CHUNK,
+            conventions.time_per_output_chunk,
             description="Time between consecutive output chunks after the first (see steer docs: per_stream mode records the mean per stream).",
             **duration,
         )
-        self.tokens = meter.create_histogram(sc.METRIC_TOKEN_USAGE, description="Number of input and output tokens used (reported by the provider).", **tokens)
+        self.tokens = token_metrics(meter, conventions)
         self.tokens_estimated = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE_ESTIMATED, description="Tokens estimated by steer when the provider reported none.", **tokens
         )
@@ -66,7 +74,7 @@ class Instruments:
             attrs[sc.RESPONSE_MODEL] = str(outcome.response_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
         if outcome.error_type:
             attrs[sc.ERROR_TYPE] = str(outcome.error_type)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
-        self.duration.record(outcome.duration_s, attrs)
+        (self.duration if call.operation in sc.INFERENCE_OPERATIONS else self.other_duration).record(outcome.duration_s, attrs)
         if call.streaming:
             self.chunks.record(outcome.chunks, attrs)
             if outcome.ttfc_s is not None:
@@ -78,12 +86,12 @@ class Instruments:
             elif outcome.mean_gap_s is not None:
                 self.per_chunk.record(outcome.mean_gap_s, attrs)
         usage = outcome.usage
-        hist = self.tokens if usage.source == "reported" else self.tokens_estimated if usage.source == "estimated" else None
-        if hist is not None:
+        self.tokens.record(call, outcome, attrs)
+        if usage.source == "estimated":
             if usage.input_tokens is not None:
-                hist.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+                self.tokens_estimated.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
             if usage.output_tokens is not None:
-                hist.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+                self.tokens_estimated.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
         if usage.source == "estimated" and usage.confidence is not None:
             self.confidence.record(usage.confidence, attrs)
         j = outcome.json

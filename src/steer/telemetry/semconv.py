@@ -102,3 +102,60 @@ MAX_ATTRIBUTE_ITEMS = 128  # one span attribute sequence (finish reasons: one pe
 MAX_METRIC_ATTRIBUTE_CHARS = 256  # one metric attribute string (they key every time series)
 MAX_EXCEPTION_MESSAGE_CHARS = 4096  # exception.message of a recorded exception
 MAX_EXCEPTION_STACKTRACE_CHARS = 16384  # exception.stacktrace: its head and its tail are kept
+
+# --- the newest GenAI conventions (semantic-conventions-genai; opt-in) ------------------------------
+# Emitted instead of the v1.41 names above when OTEL_SEMCONV_STABILITY_OPT_IN lists
+# gen_ai_latest_experimental. The documents and commits followed are named in docs/telemetry.md.
+LATEST_SCHEMA_URL = "https://opentelemetry.io/schemas/gen-ai-dev/1.42.0-dev"
+USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+REQUEST_REASONING_LEVEL = "gen_ai.request.reasoning.level"
+REQUEST_PREVIOUS_RESPONSE_ID = "gen_ai.request.previous_response.id"
+TOKEN_MODALITY = "gen_ai.token.modality"
+TOKEN_MODALITY_UNKNOWN = "unknown"
+TOKEN_MODALITIES = ("text", "image", "audio")  # per-modality usage attributes and counter points
+METRIC_INFERENCE_DURATION = "gen_ai.client.inference.duration"
+METRIC_INFERENCE_TIME_TO_FIRST_CHUNK = "gen_ai.client.inference.time_to_first_chunk"
+METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.inference.time_per_output_chunk"
+METRIC_INFERENCE_USAGE_INPUT_TOKENS = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_USAGE_OUTPUT_TOKENS = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.client.inference.usage.reasoning.output_tokens"
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS = "gen_ai.client.inference.operation.output_tokens"
+# gen_ai.client.operation.duration stays, in the newest conventions, for operations that are not inference.
+INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+# OpenAI's refinement of the seven token metrics (provider "openai" only).
+OPENAI_TOKEN_METRIC_ATTRIBUTES = {"service_tier": OPENAI_SERVICE_TIER, "system_fingerprint": OPENAI_SYSTEM_FINGERPRINT}
+
+SEMCONV_OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
+SEMCONV_OPT_IN_LATEST = "gen_ai_latest_experimental"
+
+
+def usage_modality_attribute(modality: str, direction: str) -> str:
+    """``gen_ai.usage.{text,image,audio}.{input,output}_tokens`` (newest conventions only)."""
+    return f"gen_ai.usage.{modality}.{direction}_tokens"
+
+
+class Conventions:
+    """The names that differ between the two convention versions, chosen once per Runtime."""
+
+    __slots__ = ("latest", "schema_url", "inference_duration", "time_to_first_chunk", "time_per_output_chunk",
+                 "cache_write_attribute")
+
+    def __init__(self, latest: bool) -> None:
+        self.latest = latest
+        self.schema_url = LATEST_SCHEMA_URL if latest else SCHEMA_URL
+        self.inference_duration = METRIC_INFERENCE_DURATION if latest else METRIC_OPERATION_DURATION
+        self.time_to_first_chunk = METRIC_INFERENCE_TIME_TO_FIRST_CHUNK if latest else METRIC_TIME_TO_FIRST_CHUNK
+        self.time_per_output_chunk = METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK if latest else METRIC_TIME_PER_OUTPUT_CHUNK
+        self.cache_write_attribute = USAGE_CACHE_WRITE_INPUT_TOKENS if latest else USAGE_CACHE_CREATION_INPUT_TOKENS
+
+
+V1_41 = Conventions(latest=False)
+LATEST = Conventions(latest=True)
+
+
+def conventions(name: str) -> Conventions:
+    """``Settings.semconv`` ("v1.41" or "latest") to its names."""
+    return LATEST if name == "latest" else V1_41

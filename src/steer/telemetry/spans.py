@@ -7,7 +7,7 @@ The span is never made current across a ``yield``: callers pass it explicitly, a
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from steer.call import CallInfo, Outcome
 from steer.config import Settings
@@ -25,6 +25,12 @@ _PARAMS = {
     "choice_count": sc.REQUEST_CHOICE_COUNT,
     "output_type": sc.OUTPUT_TYPE,
 }
+# Request attributes the newest conventions add (emitted only when they are opted in).
+_LATEST_PARAMS = {
+    **_PARAMS,
+    "reasoning_level": sc.REQUEST_REASONING_LEVEL,
+    "previous_response_id": sc.REQUEST_PREVIOUS_RESPONSE_ID,
+}
 _EXTRA = {
     "api_type": sc.OPENAI_API_TYPE,
     "service_tier": sc.OPENAI_SERVICE_TIER,
@@ -39,7 +45,11 @@ class SpanRecorder:
 
         from steer.telemetry.metrics import _version
 
-        self._tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, _version(), tracer_provider, schema_url=sc.SCHEMA_URL)
+        conventions = sc.conventions(settings.semconv)
+        self._tracer = trace.get_tracer(sc.INSTRUMENTATION_SCOPE, _version(), tracer_provider, schema_url=conventions.schema_url)
+        self._params = _LATEST_PARAMS if conventions.latest else _PARAMS
+        self._top_k_type = int if conventions.latest else float  # gen_ai.request.top_k: double in v1.41, int since
+        self._usage_names = _usage_names(conventions)
         self._kind = SpanKind.CLIENT
         self._error_status = Status
         self._error_code = StatusCode.ERROR
@@ -61,10 +71,14 @@ class SpanRecorder:
             attrs[sc.SERVER_ADDRESS] = call.server_address
         if call.server_port:
             attrs[sc.SERVER_PORT] = call.server_port
+        params = self._params
         for key, value in call.params.items():
-            name_ = _PARAMS.get(key)
+            name_ = params.get(key)
             if name_ and isinstance(value, (bool, int, float, str, list, tuple)):
                 attrs[name_] = value
+        top_k = attrs.get(sc.REQUEST_TOP_K)
+        if isinstance(top_k, (int, float)) and not isinstance(top_k, bool):
+            attrs[sc.REQUEST_TOP_K] = self._top_k_type(top_k)
         for key, value in call.extra.items():
             name_ = _EXTRA.get(key)
             if name_ and isinstance(value, (bool, int, float, str)):
@@ -126,18 +140,12 @@ class SpanRecorder:
         span.set_attributes(attrs)
         span.end(end_time=end_wall_ns)
 
-    @staticmethod
-    def _usage_attrs(attrs: Dict[str, Any], outcome: Outcome) -> None:
+    def _usage_attrs(self, attrs: Dict[str, Any], outcome: Outcome) -> None:
         usage = outcome.usage
         attrs[sc.USAGE_SOURCE] = usage.source
         if usage.source == "reported":
-            for key, value in (
-                (sc.USAGE_INPUT_TOKENS, usage.input_tokens),
-                (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens),
-                (sc.USAGE_CACHE_READ_INPUT_TOKENS, usage.cache_read_input_tokens),
-                (sc.USAGE_CACHE_CREATION_INPUT_TOKENS, usage.cache_creation_input_tokens),
-                (sc.USAGE_REASONING_TOKENS, usage.reasoning_tokens),
-            ):
+            for key, field_name in self._usage_names:
+                value = getattr(usage, field_name)
                 if value is not None:
                     attrs[key] = value
         elif usage.source == "estimated":
@@ -200,3 +208,14 @@ def _exception_bounds(error: BaseException) -> Optional[Dict[str, Any]]:
     if len(trace) > 2 * half:
         trace = trace[:half] + "\n…[truncated]…\n" + trace[-half:]
     return {"exception.message": clip(message, sc.MAX_EXCEPTION_MESSAGE_CHARS), "exception.stacktrace": trace}
+
+
+def _usage_names(conventions: sc.Conventions) -> Tuple[Tuple[str, str], ...]:
+    """(span attribute, Usage field) pairs of reported usage; only the cache-write name differs."""
+    return (
+        (sc.USAGE_INPUT_TOKENS, "input_tokens"),
+        (sc.USAGE_OUTPUT_TOKENS, "output_tokens"),
+        (sc.USAGE_CACHE_READ_INPUT_TOKENS, "cache_read_input_tokens"),
+        (conventions.cache_write_attribute, "cache_creation_input_tokens"),
+        (sc.USAGE_REASONING_TOKENS, "reasoning_tokens"),
+    )
