@@ -3,14 +3,25 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.steer-installed
+# uv builds a virtualenv in seconds where pip takes minutes; it is installed into $(PYTHON) if missing.
+# It never downloads an interpreter: the venvs use $(PYTHON).
+UV     := UV_PYTHON_DOWNLOADS=never $(PYTHON) -m uv
+# pytest's workers: one per core (pytest-xdist); tests sharing an expensive module fixture are kept on
+# one worker with @pytest.mark.xdist_group (--dist loadgroup).
+XDIST  ?= -n auto --dist loadgroup
+# Bytecode is cached (some shells set PYTHONDONTWRITEBYTECODE): without it every test process, and every
+# CLI/devserver subprocess a test starts, compiles the SDKs and re-rewrites the test modules' asserts.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-heavy bench bench-peers bench-tiebreak venv clean phoenix demo-phoenix
+.PHONY: demo test test-backends test-heavy bench bench-peers bench-tiebreak venv uv clean phoenix demo-phoenix
+
+uv:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check uv
 
 # (Re)create the virtualenv whenever the project's dependencies change.
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,test]'
+$(STAMP): pyproject.toml | uv
+	test -x $(PY) || $(UV) venv -q --python $(PYTHON) $(VENV)
+	$(UV) pip install -q --compile-bytecode --python $(PY) -e '.[all,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -18,11 +29,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/steer demo
 
+# The fast loop: everything but the heavy runs and the tests that need an external backend.
+# (pytest's exit code 5, "no tests ran", fails it like any failure.)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
+# Tests against real backends (Phoenix, Prometheus, Chromium, ...; .ci/install-backends.sh installs them).
+test-backends: $(STAMP)
+	$(PY) -m pytest $(XDIST) -m backend
+
+# Full-size load and fuzz runs.
 test-heavy: $(STAMP)
-	$(PY) -m pytest -m heavy
+	$(PY) -m pytest $(XDIST) -m heavy
 
 # steer vs the bare SDK (bench/README.md); BENCH_ARGS=--quick for a smoke run.
 bench: $(STAMP)
@@ -39,9 +57,8 @@ bench-tiebreak:
 
 # Arize Phoenix is large: it lives in its own virtualenv, never in steer's (see docs/recipes/phoenix.md).
 PHOENIX_VENV := .venv-phoenix
-$(PHOENIX_VENV)/bin/phoenix:
-	$(PYTHON) -m venv $(PHOENIX_VENV)
-	$(PHOENIX_VENV)/bin/python -m pip install -q --disable-pip-version-check 'arize-phoenix==20.26.1'
+$(PHOENIX_VENV)/bin/phoenix: | uv
+	PHOENIX_VENV=$(PHOENIX_VENV) PYTHON=$(PYTHON) bash .ci/install-backends.sh --phoenix-only
 
 phoenix: $(PHOENIX_VENV)/bin/phoenix
 

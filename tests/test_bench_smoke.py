@@ -20,8 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "overhead.py"
 
-# The module fixture runs the benchmark (~30 s on an idle 2-core machine, minutes on a loaded one).
-pytestmark = pytest.mark.timeout(900)
+# The module fixture runs the benchmark (~30 s on an idle 2-core machine, minutes on a loaded one);
+# its tests stay on one pytest-xdist worker (`--dist loadgroup`), so it runs once.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("bench_smoke")]
 
 
 @pytest.fixture(scope="module")

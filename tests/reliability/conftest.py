@@ -1,26 +1,11 @@
-"""Fixtures of the reliability suite: cheap garbage collection, and the devserver in its own process
-(``instrumented`` and ``telemetry`` come from tests/conftest.py).
-
-The suite runs hundreds of short cases, several of which need ``gc.collect()`` (an abandoned stream
-ends when it is collected). With the provider SDKs imported, one full collection walks ~250,000
-long-lived objects; freezing them once (``gc.freeze``) makes each collection cost microseconds
-without changing what is collected among the objects the tests create.
-"""
+"""Fixtures of the reliability suite: the devserver in its own process (``instrumented``,
+``telemetry`` and the frozen heap come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import gc
 from typing import Iterator
 
 import pytest
-
-
-@pytest.fixture(scope="package", autouse=True)
-def frozen_heap() -> Iterator[None]:
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 class ExternalDevServer:
