@@ -13,7 +13,7 @@ XDIST  ?= -n auto --dist loadgroup
 # CLI/devserver subprocess a test starts, compiles the SDKs and re-rewrites the test modules' asserts.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-backends test-heavy bench bench-peers bench-tiebreak venv uv clean phoenix demo-phoenix
+.PHONY: demo test test-backends test-heavy bench bench-peers bench-tiebreak venv uv clean phoenix demo-phoenix backends
 
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check uv
@@ -64,6 +64,12 @@ phoenix: $(PHOENIX_VENV)/bin/phoenix
 
 demo-phoenix: $(STAMP) $(PHOENIX_VENV)/bin/phoenix
 	$(VENV)/bin/steer demo --phoenix
+
+# The real telemetry backends of tests/backends, built from source through the Go module proxy and
+# cached in STEER_BACKENDS_CACHE (default ~/.cache/steer-backends): the OpenTelemetry Collector of
+# collector-config/builder.yaml, Jaeger v2, Prometheus 3 (.ci/build-backends.sh; seconds when cached).
+backends:
+	bash .ci/build-backends.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from typing import Any, Dict, Set
 
@@ -15,6 +14,7 @@ import pytest
 import yaml
 
 from backend_support import ROOT, require
+from real_pipeline import CACHE
 from steer.telemetry import semconv as sc
 
 pytestmark = pytest.mark.backend
@@ -26,12 +26,19 @@ def load(name: str) -> Dict[str, Any]:
     return yaml.safe_load((CONFIG / name).read_text())
 
 
+def production_value(value: str) -> str:
+    """The production value of a setting written ${env:NAME:-default} (the tests set NAME)."""
+    match = re.fullmatch(r"\$\{env:\w+:-(.*)\}", value)
+    return match.group(1) if match else value
+
+
 def steer_names() -> Set[str]:
     return {v for k, v in vars(sc).items() if k.isupper() and isinstance(v, str)}
 
 
-def test_collector_pipelines_use_only_defined_components() -> None:
-    cfg = load("otel-collector.yaml")
+@pytest.mark.parametrize("config", ["otel-collector.yaml", "otel-agent.yaml"])
+def test_collector_pipelines_use_only_defined_components(config: str) -> None:
+    cfg = load(config)
     defined = {kind: set(cfg.get(kind) or {}) for kind in ("receivers", "processors", "exporters", "connectors")}
     for name, pipeline in cfg["service"]["pipelines"].items():
         for receiver in pipeline["receivers"]:
@@ -56,7 +63,7 @@ def test_span_metrics_see_every_span_and_sampling_keeps_errors_and_slow_streams(
     assert any("spanmetrics" in p["receivers"] and "prometheus" in p["exporters"] for p in pipelines.values())
     policies = {p["type"]: p for p in cfg["processors"]["tail_sampling"]["policies"]}
     assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
-    assert policies["latency"]["latency"]["threshold_ms"] > 0
+    assert int(production_value(policies["latency"]["latency"]["threshold_ms"])) > 0
     assert "probabilistic" in policies
 
 
@@ -74,6 +81,11 @@ def test_compose_provisions_the_dashboards_and_datasource() -> None:
     compose = load("docker-compose.yml")
     services = compose["services"]
     assert {"otel-collector", "jaeger", "prometheus", "grafana"} <= set(services)
+    # Jaeger v2 (one binary, OTLP native) with this directory's config, Prometheus 3 with OTLP in.
+    assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    assert "./jaeger.yaml:/etc/jaeger/config.yaml:ro" in services["jaeger"]["volumes"]
+    assert services["prometheus"]["image"].startswith("prom/prometheus:v3.")
+    assert "--web.enable-otlp-receiver" in services["prometheus"]["command"]
     provider = load("grafana/provisioning/dashboards/dashboards.yml")["providers"][0]
     mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in services["grafana"]["volumes"])
     assert mounts["../dashboards"] == provider["options"]["path"]
@@ -83,13 +95,15 @@ def test_compose_provisions_the_dashboards_and_datasource() -> None:
         default = next(v for v in json.loads(board.read_text())["templating"]["list"] if v["type"] == "datasource")
         assert default["current"]["value"] in datasources, board.name
     # Prometheus scrapes the port the Collector's Prometheus exporter listens on.
-    exporter_port = load("otel-collector.yaml")["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    exporter_port = production_value(load("otel-collector.yaml")["exporters"]["prometheus"]["endpoint"]).rsplit(":", 1)[1]
     targets = [t for job in load("prometheus.yml")["scrape_configs"] for static in job["static_configs"] for t in static["targets"]]
     assert f"otel-collector:{exporter_port}" in targets
 
 
 def test_promtool_accepts_the_scrape_configuration() -> None:
-    promtool = require("promtool (Debian package `prometheus`)", shutil.which("promtool"))
+    # Prometheus 3's own promtool (`make backends`): the file uses Prometheus 3 settings (otlp:).
+    built = CACHE / "bin" / "promtool"
+    promtool = require("promtool of Prometheus 3 (`make backends`)", built if built.exists() else None)
     result = subprocess.run([promtool, "check", "config", str(CONFIG / "prometheus.yml")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -6,58 +6,17 @@ dots to underscores, ``_seconds``, ``_bucket``/``_sum``/``_count``, ``_total``).
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict
 
 import pytest
 
 from backend_support import ARTIFACTS, ROOT, Prometheus, prometheus  # noqa: F401 - the session fixture
+from dashboard_queries import DASHBOARDS, SPAN_METRICS, expressions, has_data, panels, substitute
 from steer.telemetry import semconv as sc
 
 pytestmark = pytest.mark.backend
-
-DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-# What Grafana substitutes before querying. The test scrapes every second, so 20 s windows hold
-# enough samples for rate(); "All" on a multi-value variable is the regex .* (allValue).
-SUBSTITUTIONS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m", "$provider": ".*", "$model": ".*"}
-
-
-def panels(dashboard: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
-    for panel in dashboard.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])  # collapsed rows keep their panels inside
-
-
-def expressions() -> List[Tuple[str, str]]:
-    found = []
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        for panel in panels(board):
-            for target in panel.get("targets", []):
-                if target.get("expr"):
-                    found.append((f"{path.stem}: {panel['title']} [{target['refId']}]", target["expr"]))
-    return found
-
-
-def substitute(expr: str) -> str:
-    for name in sorted(SUBSTITUTIONS, key=len, reverse=True):
-        expr = expr.replace(name, SUBSTITUTIONS[name])
-    assert "$" not in expr, f"unsubstituted variable in {expr}"
-    return expr
-
-
-# Panels whose healthy value is 0 (nothing leaked, no steer bug): a finite 0 is their data. Every other
-# expression must show the workload itself: a finite value above 0 (a rate of 0 only shows a counter).
-ZERO_IS_DATA = ("Open streams", "steer's own errors")
-
-
-def has_data(label: str, result: List[Dict[str, Any]]) -> bool:
-    values = [float(sample["value"][1]) for sample in result]
-    if any(title in label for title in ZERO_IS_DATA):
-        return any(math.isfinite(v) for v in values)
-    return any(math.isfinite(v) and v > 0 for v in values)
 
 
 def test_dashboards_exist_and_are_provisionable() -> None:
@@ -71,8 +30,23 @@ def test_dashboards_exist_and_are_provisionable() -> None:
                 assert panel["targets"], panel["title"]
 
 
+def test_every_selector_keeps_to_steers_scope_and_the_service_variable() -> None:
+    """Another GenAI instrumentation exports the same gen_ai_client_* names: every selector of steer's
+    metrics filters on steer's instrumentation scope, every span-metrics selector on steer's spans, and
+    all of them on the $job (service) variable."""
+    for label, expr in expressions():
+        for name, selector in re.findall(r"\b((?:gen_ai|steer|traces_spanmetrics)_[a-z_]+)\{([^}]*)\}", expr):
+            if name.startswith("traces_spanmetrics"):
+                assert 'span_instrumentation_scope_name="steer"' in selector and 'service_name=~"$job"' in selector, (label, name)
+            else:
+                assert 'otel_scope_name="steer"' in selector and 'job=~"$job"' in selector, (label, name)
+        assert not re.search(r"\b(?:gen_ai|steer|traces_spanmetrics)_[a-z_]+\[", expr), f"{label}: a selector without labels"
+
+
 def test_every_panel_expression_returns_data(prometheus: Prometheus) -> None:
-    pending = {label: substitute(expr) for label, expr in expressions()}
+    # The application's own metrics only: span metrics exist where spans went through a Collector
+    # (test_pipeline.py queries those).
+    pending = {label: substitute(expr) for label, expr in expressions() if SPAN_METRICS not in expr}
     assert len(pending) >= 20
     answers: Dict[str, Any] = {}
     deadline = time.monotonic() + 120  # rate() windows fill within a few scrapes of the first calls
