@@ -11,7 +11,7 @@ from steer.providers.openai import ChatDecoder, usage_from
 def _decode(self, chunk, asm):
     usage = chunk.usage
     if usage is not None:
-        asm.usage = usage_from(usage)
+        asm.usage = usage_from(asm, usage)
 
 
 def apply():

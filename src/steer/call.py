@@ -57,7 +57,8 @@ class Outcome:
     error: Optional[BaseException] = None
     error_type: Optional[str] = None
     error_message: Optional[str] = None
-    decode_errors: int = 0
+    decode_errors: int = 0  # chunks that could not be decoded + wire values left out (invalid_values)
+    invalid_values: Optional[Dict[str, int]] = None  # wire values left out or repaired, by reason
     output_messages: Optional[List[Dict[str, Any]]] = None  # only when content capture is on
     extra: Dict[str, Any] = field(default_factory=dict)
     stalls: Optional[List[Tuple[int, float, bool]]] = None  # live-detected stalls: (wall start ns, gap s, resumed)

@@ -32,6 +32,7 @@ from steer.events import (
 )
 from steer.processing import errors as error_rules
 from steer.providers.base import Assembly, Decoder, choice_order
+from steer.telemetry.exportable import check_outcome
 from steer.telemetry.metrics import Instruments, base_metric_attributes
 from steer.telemetry.semconv import conventions
 from steer.telemetry.spans import SpanRecorder
@@ -250,7 +251,8 @@ class Session:
             asm.response_model = None
         outcome = Outcome(end=end, duration_s=(now - self.t0) / 1e9, chunks=self.chunks,  # type: ignore[arg-type]
                           response_id=asm.response_id, response_model=asm.response_model,
-                          finish_reasons=asm.finish_reasons(), decode_errors=asm.decode_errors)
+                          finish_reasons=asm.finish_reasons(), decode_errors=asm.decode_errors,
+                          invalid_values=asm.invalid)
         if self.chunks:
             outcome.ttfc_s = (self.t_first - self.t0) / 1e9
             if self.chunks > 1:
@@ -279,6 +281,7 @@ class Session:
             self._stall_over(now)  # still silent when the call ended
         if self.stalls:
             outcome.stalls = [(self.wall0 + (start - self.t0), gap / 1e9, resumed) for start, gap, resumed in self.stalls]
+        check_outcome(outcome)  # wire values OTLP cannot carry: left out or repaired, counted
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
         if self.active_counted:
             self.active_counted = False  # once: the fallback below must not decrement it again

@@ -63,6 +63,29 @@ def otel_complaints(records: List[logging.LogRecord]) -> List[str]:
     return [r.getMessage() for r in records if any(b in r.getMessage().lower() for b in bad)]
 
 
+def otlp_complaints(telemetry: Any) -> List[str]:
+    """Encode everything steer emitted with the real OTLP protobuf encoders, as the exporters do: what
+    they log (an attribute they cannot encode is logged and dropped) or raise."""
+    from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import encode_metrics
+    from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
+
+    records: List[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("opentelemetry.exporter.otlp.proto.common")
+    logger.addHandler(handler)
+    try:
+        encode_spans(telemetry.spans())
+        data = telemetry.reader.get_metrics_data()
+        if data is not None:  # None: no instrument recorded anything yet
+            encode_metrics(data)
+    except Exception as exc:  # e.g. UnicodeEncodeError from a span status description
+        records.append(logging.makeLogRecord({"msg": repr(exc)}))
+    finally:
+        logger.removeHandler(handler)
+    return [r.getMessage() for r in records]
+
+
 class CountingProcessor(SpanProcessor):
     """Keeps counts, not spans: memory stays flat however many calls run (for the load tests).
 

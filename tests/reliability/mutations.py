@@ -23,7 +23,7 @@ GARBAGE = [
     "data: " + "[" * 5000 + "\n\n", "data: {\"choices\": [{\"index\": 99999, \"delta\": {\"content\": \"x\"}}]}\n\n",
 ]
 JUNK = [None, 0, -1, 2**70, 1.5, float("1e300"), "", "x", "\x00\ud7ff", "\u65e5" * 3, [], {}, True, [None], {"type": None},
-        "x" * 10_000, [[[[[]]]]], {"index": "0"}, -2**63]
+        "x" * 10_000, [[[[[]]]]], {"index": "0"}, -2**63, "lone \ud800 surrogate", -2**64, "12"]
 
 
 def split_events(body: str) -> List[str]:
@@ -63,6 +63,14 @@ def mutated_value(draw: Any, value: Any, depth: int = 0) -> Any:
     return draw(st.sampled_from(JUNK))
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @st.composite
 def mutated_json_block(draw: Any, block: str) -> str:
     """An SSE block whose data JSON is mutated (blocks whose data is not JSON come back unchanged)."""
@@ -73,7 +81,11 @@ def mutated_json_block(draw: Any, block: str) -> str:
                 value = json.loads(line[5:])
             except (ValueError, RecursionError):  # not JSON, or nested past the parser's recursion limit
                 return block
-            lines[k] = "data: " + json.dumps(draw(mutated_value(value)), ensure_ascii=draw(st.booleans()))
+            changed = draw(mutated_value(value))
+            text = json.dumps(changed, ensure_ascii=draw(st.booleans()))
+            if not text.isascii() and not _utf8(text):
+                text = json.dumps(changed)  # a lone surrogate travels as JSON's escape; raw, it is no UTF-8
+            lines[k] = "data: " + text
             return "\n".join(lines)
     return block
 

@@ -30,7 +30,7 @@ from steer.providers.httpx_sse import MAX_FRAME_CHARS, JsonArrayFrames, SSEFrame
 from steer.replay_transport import BASE_URLS
 from steer.sse import SSEDecoder
 
-from .checks import HEAVY, active_streams, internal_errors, seam_errors
+from .checks import HEAVY, active_streams, internal_errors, otlp_complaints, seam_errors
 from .mutations import RECORDINGS, SSE_RECORDINGS, any_recording, byte_mutations, mutated_body, pieces
 
 # Strategies over whole recordings make hypothesis warn that their repr is large: expected here.
@@ -157,6 +157,7 @@ def test_raw_path(n: int, hx: Any, instrumented: Any) -> None:
 
     check()
     assert seam_errors(telemetry) == {}
+    assert otlp_complaints(telemetry) == []  # whatever the wire carried, it exports
     report(f"raw_path[{hx.__name__}]", count[0], chunks_a_decoder_rejected=internal_errors(telemetry))
 
 
@@ -255,6 +256,7 @@ def test_sdk_path(n: int, telemetry: Any) -> None:
 
     check()
     assert seam_errors(telemetry) == {}
+    assert otlp_complaints(telemetry) == []
     report("sdk_path", count[0], chunks_a_decoder_rejected=internal_errors(telemetry))
 
 

@@ -227,15 +227,18 @@ class MessagesDecoder:
             ]
         if not self.seen_usage:
             return
-        parts = [v for v in (self.usage_in, self.cache_read, self.cache_creation) if v is not None]
+        count = asm.token_count  # each count checked once, before any sum
+        usage_in, cache_read, cache_creation = count(self.usage_in), count(self.cache_read), count(self.cache_creation)
+        parts = [v for v in (usage_in, cache_read, cache_creation) if v is not None]
         total_in = sum(parts) if parts else None
-        out = self.usage_out
+        out = count(self.usage_out)
         asm.usage = make_usage(
+            asm,
             input_tokens=total_in,
             output_tokens=out,
             total_tokens=total_in + out if total_in is not None and out is not None else None,
-            cache_read=self.cache_read,
-            cache_creation=self.cache_creation,
+            cache_read=cache_read,
+            cache_creation=cache_creation,
             reasoning=self.reasoning_tokens,
         )
 

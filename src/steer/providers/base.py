@@ -101,6 +101,11 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
+# Why a wire value was left out (the steer.decode.reason values; telemetry adds its own).
+INVALID_TOKEN_COUNT = "invalid_token_count"
+# OTLP carries integers as int64: a count beyond it is not a count any server really had.
+INT64_MAX = 2**63 - 1
+
 FOLD = 4  # pieces a Pieces holds before joining them into one string
 
 
@@ -164,7 +169,7 @@ class Assembly:
     __slots__ = (
         "text", "reasoning", "refusal", "tools", "finish", "usage", "response_id", "response_model",
         "error", "deltas", "text_sink", "chars", "max_chars", "truncated", "duplicates_dropped",
-        "extra", "decode_errors", "_tool_order",
+        "extra", "decode_errors", "invalid", "_tool_order",
     )
 
     def __init__(self, max_chars: int = 4 * 1024 * 1024, want_deltas: bool = False) -> None:
@@ -184,7 +189,8 @@ class Assembly:
         self.truncated = False
         self.duplicates_dropped = 0
         self.extra: Dict[str, Any] = {}
-        self.decode_errors = 0
+        self.decode_errors = 0  # chunks that could not be decoded, and wire values left out (invalid)
+        self.invalid: Optional[Dict[str, int]] = None  # wire values left out, by reason (made on first use)
         self._tool_order = 0
 
     # -- writes (hot path) ----------------------------------------------------------------------------
@@ -268,6 +274,28 @@ class Assembly:
         if reason is not None:
             self.finish[choice] = reason
 
+    def invalid_value(self, reason: str) -> None:
+        """A value from the wire that steer leaves out (it cannot be exported as it came): counted."""
+        self.decode_errors += 1
+        invalid = self.invalid
+        if invalid is None:
+            invalid = self.invalid = {}
+        invalid[reason] = invalid.get(reason, 0) + 1
+
+    def token_count(self, value: Any) -> Optional[int]:
+        """A token count as the wire gave it, if it is one: a non-negative whole number within int64
+        (``12``, ``12.0``). Anything else — negative, fractional, a string, a bool, ``1e30`` — is left
+        out and counted; ``None`` (not reported) is just absent."""
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if 0 <= value <= INT64_MAX:
+                return int(value)
+        elif isinstance(value, float) and value.is_integer() and 0 <= value <= INT64_MAX:
+            return int(value)
+        self.invalid_value(INVALID_TOKEN_COUNT)
+        return None
+
     def _keep(self, s: str) -> bool:
         self.chars += len(s)
         if self.chars <= self.max_chars:
@@ -332,6 +360,7 @@ class Decoder(Protocol):
 
 
 def make_usage(
+    asm: Assembly,
     input_tokens: Any = None,
     output_tokens: Any = None,
     total_tokens: Any = None,
@@ -339,16 +368,15 @@ def make_usage(
     cache_creation: Any = None,
     reasoning: Any = None,
 ) -> Usage:
-    def as_int(v: Any) -> Optional[int]:
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
+    """Reported usage from the provider's counts, each one checked (``Assembly.token_count``)."""
+    count = asm.token_count
     return Usage(
-        input_tokens=as_int(input_tokens),
-        output_tokens=as_int(output_tokens),
-        total_tokens=as_int(total_tokens),
-        cache_read_input_tokens=as_int(cache_read),
-        cache_creation_input_tokens=as_int(cache_creation),
-        reasoning_tokens=as_int(reasoning),
+        input_tokens=count(input_tokens),
+        output_tokens=count(output_tokens),
+        total_tokens=count(total_tokens),
+        cache_read_input_tokens=count(cache_read),
+        cache_creation_input_tokens=count(cache_creation),
+        reasoning_tokens=count(reasoning),
         source="reported",
         confidence=1.0,
     )

@@ -208,18 +208,18 @@ def _has_counts(meta: Any) -> bool:
         or meta.total_token_count is not None
 
 
-def usage_from(metas: List[Any]) -> Usage:
+def usage_from(asm: Assembly, metas: List[Any]) -> Usage:
     """Usage of one call from the last usageMetadata of each response it made (several with automatic
     function calling or continuation). Output counts thoughts: semconv's output tokens are what the
     model generated (and what is billed), with the reasoning share broken out."""
     def total(name: str) -> Optional[int]:
-        values = [getattr(m, name) for m in metas]
-        values = [v for v in values if isinstance(v, int)]
+        values = [asm.token_count(getattr(m, name)) for m in metas]
+        values = [v for v in values if v is not None]
         return sum(values) if values else None
 
     candidates, thoughts = total("candidates_token_count"), total("thoughts_token_count")
     output = None if candidates is None and thoughts is None else (candidates or 0) + (thoughts or 0)
-    return make_usage(input_tokens=total("prompt_token_count"), output_tokens=output,
+    return make_usage(asm, input_tokens=total("prompt_token_count"), output_tokens=output,
                       total_tokens=total("total_token_count"), cache_read=total("cached_content_token_count"),
                       reasoning=thoughts)
 
@@ -300,7 +300,7 @@ class GenerateContentDecoder:
                 asm.finish[index] = "tool_calls"
         metas = self._earlier + ([self._meta] if self._meta is not None else [])
         if metas:
-            asm.usage = usage_from(metas)
+            asm.usage = usage_from(asm, metas)
 
     @staticmethod
     def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:

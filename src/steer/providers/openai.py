@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from steer.call import CallInfo
+from steer.events import Usage
 from steer.providers.base import Assembly, field_of, given, make_usage
 
 # Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
@@ -98,12 +99,13 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
     )
 
 
-def usage_from(u: Any, input_name: str = "prompt", output_name: str = "completion"):
+def usage_from(asm: Assembly, u: Any, input_name: str = "prompt", output_name: str = "completion") -> Usage:
     """Chat Completions usage (``prompt_tokens``, ``completion_tokens`` and their ``_details``); the
     Responses API names the same fields ``input_`` / ``output_`` (cached and reasoning included)."""
     details_in = field_of(u, f"{input_name}_tokens_details")
     details_out = field_of(u, f"{output_name}_tokens_details")
     return make_usage(
+        asm,
         input_tokens=field_of(u, f"{input_name}_tokens"),
         output_tokens=field_of(u, f"{output_name}_tokens"),
         total_tokens=field_of(u, "total_tokens"),
@@ -160,7 +162,7 @@ class ChatDecoder:
                 groq = extra.get("x_groq")
                 usage = field_of(groq, "usage") if groq is not None else None
         if usage is not None:
-            asm.usage = usage_from(usage)
+            asm.usage = usage_from(asm, usage)
 
     def decode_response(self, resp: Any, asm: Assembly) -> None:
         asm.response_id = resp.id or None
@@ -184,7 +186,7 @@ class ChatDecoder:
             if choice.finish_reason:
                 asm.set_finish(index, choice.finish_reason)
         if resp.usage is not None:
-            asm.usage = usage_from(resp.usage)
+            asm.usage = usage_from(asm, resp.usage)
 
     def finish(self, asm: Assembly) -> None:
         return None
@@ -210,7 +212,7 @@ class CompletionDecoder(ChatDecoder):
             if choice.finish_reason:
                 asm.set_finish(index, choice.finish_reason)
         if chunk.usage is not None:
-            asm.usage = usage_from(chunk.usage)
+            asm.usage = usage_from(asm, chunk.usage)
 
     decode_response = decode
 

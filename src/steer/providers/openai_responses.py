@@ -165,7 +165,7 @@ class ResponsesDecoder:
             self._item(asm, index, item)
         usage = getattr(resp, "usage", None)
         if usage is not None:
-            asm.usage = usage_from(usage, "input", "output")
+            asm.usage = usage_from(asm, usage, "input", "output")
         tier = getattr(resp, "service_tier", None)
         if isinstance(tier, str):
             asm.extra["service_tier"] = tier

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from steer.call import CallInfo, Outcome
 from steer.telemetry import semconv as sc
+from steer.telemetry.exportable import text_ok
 from steer.telemetry.token_metrics import token_metrics
 
 
@@ -63,6 +64,10 @@ class Instruments:
             meter.create_observable_gauge(
                 sc.METRIC_STREAMS_STALLED, callbacks=[self._observe_stalled], unit="{stream}",
                 description="Open streams that have received nothing for longer than stall_after, now.")
+        self.decode_errors = meter.create_counter(
+            sc.METRIC_DECODE_ERRORS, unit="{error}",
+            description="Chunks steer could not decode, and wire values it left out or repaired because OTLP cannot carry them.",
+        )
         self.internal_errors = meter.create_counter(
             sc.METRIC_INTERNAL_ERRORS, unit="{error}", description="steer's own failures, caught at the seam (never raised into user code)."
         )
@@ -99,7 +104,15 @@ class Instruments:
             if j.valid is not None:
                 self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid})
             self.json_duplicates.add(j.duplicates_dropped, attrs)
+        if outcome.decode_errors:
+            self._decode_errors(outcome, base_attrs)
 
+    def _decode_errors(self, outcome: Outcome, base_attrs: Dict[str, Any]) -> None:
+        invalid = outcome.invalid_values or {}
+        undecodable = outcome.decode_errors - sum(invalid.values())
+        for reason, n in ((sc.DECODE_REASON_UNDECODABLE, undecodable), *invalid.items()):
+            if n > 0:
+                self.decode_errors.add(n, {**base_attrs, sc.DECODE_REASON: reason})
 
     def _observe_stalled(self, _options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
@@ -113,8 +126,9 @@ class Instruments:
 
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:
     attrs: Dict[str, Any] = {sc.OPERATION_NAME: call.operation, sc.PROVIDER_NAME: call.provider}
-    if call.request_model:
-        attrs[sc.REQUEST_MODEL] = str(call.request_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
+    model = str(call.request_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS] if call.request_model else None
+    if model and text_ok(model):
+        attrs[sc.REQUEST_MODEL] = model
     if call.server_address:
         attrs[sc.SERVER_ADDRESS] = call.server_address
     if call.server_port:

@@ -84,6 +84,14 @@ METRIC_USAGE_CONFIDENCE = "steer.client.token.usage.confidence"
 METRIC_JSON_OUTPUTS = "steer.client.json.outputs"
 METRIC_JSON_DUPLICATES_DROPPED = "steer.client.json.duplicates_dropped"
 
+# --- wire values that OTLP cannot carry (issue 19 item 5; telemetry/exportable.py) -----------------
+METRIC_DECODE_ERRORS = "steer.decode.errors"  # counter, same count as the span attribute DECODE_ERRORS
+DECODE_REASON = "steer.decode.reason"  # its one attribute beyond the base metric attributes:
+DECODE_REASON_UNDECODABLE = "undecodable"  # a chunk or frame the decoder could not read
+DECODE_REASON_INVALID_UTF8 = "invalid_utf8"  # a string with a lone surrogate: left out, or repaired
+DECODE_REASON_OUT_OF_RANGE = "out_of_range"  # an integer outside int64
+# "invalid_token_count": a token count that is not a non-negative int64 (providers/base.py)
+
 # Explicit bucket advice, as semconv gives it.
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from steer.call import CallInfo, Outcome
 from steer.config import Settings
 from steer.telemetry import semconv as sc
+from steer.telemetry.exportable import repaired, text_ok, value_ok
 
 _PARAMS = {
     "max_tokens": sc.REQUEST_MAX_TOKENS,
@@ -86,7 +87,8 @@ class SpanRecorder:
         attrs = bounded(attrs)
         if content:
             attrs.update(self._content_attrs(content))
-        return self._tracer.start_span(clip(name, sc.MAX_ATTRIBUTE_CHARS), kind=self._kind, attributes=attrs,
+        name = clip(name, sc.MAX_ATTRIBUTE_CHARS)
+        return self._tracer.start_span(name if text_ok(name) else repaired(name), kind=self._kind, attributes=attrs,
                                        start_time=wall_ns)
 
     def end(self, span: Any, call: CallInfo, outcome: Outcome, end_wall_ns: int) -> None:
@@ -184,26 +186,33 @@ def clip(text: str, limit: int) -> str:
 
 
 def bounded(attrs: Dict[str, Any]) -> Dict[str, Any]:
-    """Span attributes with every string and sequence cut to the schema's bounds (semconv.MAX_*)."""
+    """Span attributes with every string and sequence cut to the schema's bounds (semconv.MAX_*), and
+    without any value OTLP cannot carry (the call's wire values were made exportable before; this is the
+    net for the rest, such as request parameters)."""
     out: Dict[str, Any] = {}
     for key, value in attrs.items():
         if isinstance(value, str):
             value = clip(value, sc.MAX_ATTRIBUTE_CHARS)
         elif isinstance(value, (list, tuple)):
             value = [clip(v, sc.MAX_ATTRIBUTE_CHARS) if isinstance(v, str) else v for v in value[:sc.MAX_ATTRIBUTE_ITEMS]]
-        out[key] = value
+        if value_ok(value):
+            out[key] = value
     return out
 
 
 def _exception_bounds(error: BaseException) -> Optional[Dict[str, Any]]:
-    """Bounded exception.message / exception.stacktrace overrides, only when the exception needs them
-    (a provider can put megabytes into an error message; the traceback repeats it)."""
+    """Bounded, exportable exception.message / exception.stacktrace overrides, only when the exception
+    needs them (a provider can put megabytes, or lone surrogates, into an error message; the traceback
+    repeats it)."""
     message = str(error)
-    if len(message) <= sc.MAX_EXCEPTION_MESSAGE_CHARS:
+    exportable = text_ok(message)
+    if len(message) <= sc.MAX_EXCEPTION_MESSAGE_CHARS and exportable:
         return None
     import traceback
 
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if not exportable:
+        message, trace = repaired(message), repaired(trace)
     half = sc.MAX_EXCEPTION_STACKTRACE_CHARS // 2
     if len(trace) > 2 * half:
         trace = trace[:half] + "\n…[truncated]…\n" + trace[-half:]
