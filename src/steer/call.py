@@ -62,3 +62,5 @@ class Outcome:
     output_messages: Optional[List[Dict[str, Any]]] = None  # only when content capture is on
     extra: Dict[str, Any] = field(default_factory=dict)
     stalls: Optional[List[Tuple[int, float, bool]]] = None  # live-detected stalls: (wall start ns, gap s, resumed)
+    cost: Any = None  # processing.cost.Cost, when the call was priced
+    unpriced: Optional[str] = None  # why it was not (processing.cost.UNKNOWN_MODEL, ...), when cost is on

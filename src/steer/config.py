@@ -39,6 +39,10 @@ class Settings:
     # "v1.41" (default) or "latest": OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental switches
     # every GenAI name and rule to the newest conventions (docs/telemetry.md). Read once, here.
     semconv: str = "v1.41"
+    cost: bool = True  # price each call with genai-prices' bundled data (when installed)
+    # Off by default: also put estimated token counts in gen_ai.usage.* (steer.usage.source=estimated
+    # still says so), for trace UIs that read tokens and cost from there only.
+    estimates_in_usage_attributes: bool = False
     callbacks: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +80,8 @@ def load_settings(
     json_max_depth: Optional[int] = None,
     json_max_bytes: Optional[int] = None,
     stall_after: Any = UNSET,
+    cost: Optional[bool] = None,
+    estimates_in_usage_attributes: Optional[bool] = None,
 ) -> Settings:
     if isinstance(providers, str):
         providers = (providers,)
@@ -109,6 +115,11 @@ def load_settings(
         json_max_depth=json_max_depth or _env_int("STEER_JSON_MAX_DEPTH", 64),
         json_max_bytes=json_max_bytes or _env_int("STEER_JSON_MAX_BYTES", 8 * 1024 * 1024),
         stall_after=_stall_after(stall_after),
+        cost=cost if cost is not None else _env_bool("STEER_COST", True),
+        estimates_in_usage_attributes=(
+            estimates_in_usage_attributes if estimates_in_usage_attributes is not None
+            else _env_bool("STEER_ESTIMATES_IN_USAGE_ATTRIBUTES", False)
+        ),
     )
 
 

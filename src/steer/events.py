@@ -145,6 +145,8 @@ class StreamCompleteEvent(StreamEvent):
     end: StreamEnd = "complete"
     response_id: Optional[str] = None
     response_model: Optional[str] = None
+    cost_usd: Optional[float] = None  # from genai-prices' data, when the model is priced there
+    cost_source: Optional[UsageSource] = None  # "reported" or "estimated": the token counts it priced
 
     def get_text(self) -> str:
         return self.text

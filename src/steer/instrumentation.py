@@ -64,12 +64,14 @@ def build_runtime(
     json_max_bytes: Optional[int] = None,
     stall_after: Any = UNSET,
     on_stall: Optional[Callable[..., Any]] = None,
+    cost: Optional[bool] = None,
+    estimates_in_usage_attributes: Optional[bool] = None,
 ) -> Runtime:
     settings = load_settings(
         providers=providers, capture_content=capture_content, estimate_usage=estimate_usage,
         content_max_chars=content_max_chars, redact=redact, chunk_gap_metric=chunk_gap_metric,
         provider_name=provider_name, json_max_depth=json_max_depth, json_max_bytes=json_max_bytes,
-        stall_after=stall_after,
+        stall_after=stall_after, cost=cost, estimates_in_usage_attributes=estimates_in_usage_attributes,
     )
     from steer import otel_setup
 
@@ -83,6 +85,10 @@ def build_runtime(
         from steer.processing.usage import warm_up
 
         warm_up()  # loads encodings off the hot path, in the background
+    if settings.cost:
+        from steer.processing import cost as _cost
+
+        _cost.warm_up()  # genai-prices and its data, off every caller's path
     return Runtime(settings, tracer_provider, meter_provider, listeners)
 
 

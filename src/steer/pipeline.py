@@ -274,6 +274,8 @@ class Session:
         if info is not None:
             outcome.error_type, outcome.error_message = info.error_type, info.message
         outcome.usage = self._usage(outcome)
+        if rt.settings.cost:
+            self._cost(outcome)
         if rt.settings.capture_content:
             outcome.output_messages = self._output_content(outcome)
         outcome.extra = asm.extra
@@ -346,6 +348,19 @@ class Session:
             self.rt.internal_error("usage_estimate", exc)
             return Usage(source="none")
 
+    def _cost(self, outcome: Outcome) -> None:
+        from steer.processing.cost import Cost, price
+
+        try:
+            priced = price(self.call.provider, outcome.response_model or self.call.request_model, outcome.usage, self.wall0)
+        except Exception as exc:  # a price is optional; the span and the metrics of the call are not
+            self.rt.internal_error("cost", exc)
+            return
+        if isinstance(priced, Cost):
+            outcome.cost = priced
+        else:
+            outcome.unpriced = priced
+
     # -- content capture (only when on) --------------------------------------------------------------
     def _input_content(self) -> Optional[Dict[str, Any]]:
         extract = getattr(self.decoder, "input_content", None)
@@ -406,5 +421,7 @@ class Session:
                 text=choice_texts[0] if choice_texts else "", reasoning=self.asm.joined_reasoning(),
                 choice_texts=choice_texts, tool_calls=outcome.tool_calls,
                 finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
-                end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)  # type: ignore[arg-type]
+                end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model,  # type: ignore[arg-type]
+                cost_usd=outcome.cost.usd if outcome.cost is not None else None,
+                cost_source=outcome.cost.source if outcome.cost is not None else None)
         emit(event)

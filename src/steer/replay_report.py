@@ -61,6 +61,7 @@ class ReplayCapture:
             "finish_reasons": list(done.finish_reasons) if done else [],
             "chunks": attrs.get("steer.stream.chunks", self.chunks or 0),
             "usage": _usage(next((e for e in self.events if isinstance(e, StreamUsageEvent)), None)),
+            "cost": _cost(attrs),
             "json": _json(attrs, done),
             "span": _span(span, attrs, len(spans)),
             "metrics": sorted(self._metric_names()),
@@ -94,6 +95,13 @@ def _usage(event: Optional[StreamUsageEvent]) -> Dict[str, Any]:
         return {"input_tokens": None, "output_tokens": None, "source": "none", "confidence": None}
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "source": usage.source, "confidence": usage.confidence}
+
+
+def _cost(attrs: Dict[str, Any]) -> Dict[str, Any]:
+    """The call's USD cost from genai-prices' data (steer.usage.cost*), or why there is none."""
+    return {"usd": attrs.get("steer.usage.cost"), "source": attrs.get("steer.usage.cost.source"),
+            "prices_version": attrs.get("steer.usage.cost.prices_version"),
+            "unpriced": attrs.get("steer.usage.cost.unpriced")}
 
 
 def _json(attrs: Dict[str, Any], done: Optional[StreamCompleteEvent]) -> Dict[str, Any]:

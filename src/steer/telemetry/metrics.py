@@ -58,6 +58,9 @@ class Instruments:
         self.json_duplicates = meter.create_counter(
             sc.METRIC_JSON_DUPLICATES_DROPPED, unit="{duplicate}", description="Repeated snapshots of already-assembled output that steer dropped."
         )
+        self.cost = meter.create_counter(sc.METRIC_COST, unit="USD", description="Cost of calls from genai-prices' price data, by the source of its token counts.")
+        self.unpriced = meter.create_counter(
+            sc.METRIC_COST_UNPRICED, unit="{call}", description="Calls steer could not price, by reason (unknown_model, no_usage, no_price_data).")
         self._stalled = stalled
         self._stalled_seen: Set[Tuple[Any, ...]] = set()
         if stalled is not None:
@@ -99,6 +102,10 @@ class Instruments:
                 self.tokens_estimated.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
         if usage.source == "estimated" and usage.confidence is not None:
             self.confidence.record(usage.confidence, attrs)
+        if outcome.cost is not None:
+            self.cost.add(outcome.cost.usd, {**attrs, sc.USAGE_COST_SOURCE: outcome.cost.source})
+        elif outcome.unpriced:
+            self.unpriced.add(1, {**attrs, sc.USAGE_COST_UNPRICED: outcome.unpriced})
         j = outcome.json
         if j is not None:
             if j.valid is not None:

@@ -70,6 +70,14 @@ STREAM_STALL_GAP = "steer.stream.stall.gap"  # its attribute: the silence, s
 STREAM_STALL_RESUMED = "steer.stream.stall.resumed"  # its attribute: a chunk came after it (else the call ended)
 METRIC_STREAMS_STALLED = "steer.client.streams.stalled"  # observable gauge: open streams silent > stall_after now
 
+# --- cost (issue 17): genai-prices' data ----------------------------------------------------------
+USAGE_COST = "steer.usage.cost"  # span, USD
+USAGE_COST_SOURCE = "steer.usage.cost.source"  # span and metric: "reported" / "estimated" token counts
+USAGE_COST_PRICES_VERSION = "steer.usage.cost.prices_version"  # span: "genai-prices 0.2.3"
+USAGE_COST_UNPRICED = "steer.usage.cost.unpriced"  # span and metric: why no cost (unknown_model, no_usage, ...)
+METRIC_COST = "steer.client.cost"  # counter, USD, by provider, model and source
+METRIC_COST_UNPRICED = "steer.client.cost.unpriced"  # counter, {call}, by provider, model and reason
+
 # --- metrics ----------------------------------------------------------------------------------------
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"

@@ -108,6 +108,12 @@ class SpanRecorder:
                 attrs[sc.STREAM_MAX_CHUNK_GAP] = outcome.max_gap_s
                 attrs[sc.STREAM_MEAN_CHUNK_GAP] = outcome.mean_gap_s
         self._usage_attrs(attrs, outcome)
+        if outcome.cost is not None:
+            attrs[sc.USAGE_COST] = outcome.cost.usd
+            attrs[sc.USAGE_COST_SOURCE] = outcome.cost.source
+            attrs[sc.USAGE_COST_PRICES_VERSION] = outcome.cost.prices_version
+        elif outcome.unpriced:
+            attrs[sc.USAGE_COST_UNPRICED] = outcome.unpriced
         if outcome.json is not None:
             j = outcome.json
             attrs[sc.JSON_OBJECTS] = j.objects
@@ -145,13 +151,15 @@ class SpanRecorder:
     def _usage_attrs(self, attrs: Dict[str, Any], outcome: Outcome) -> None:
         usage = outcome.usage
         attrs[sc.USAGE_SOURCE] = usage.source
-        if usage.source == "reported":
+        # Reported counts always; an estimate too when asked (estimates_in_usage_attributes), for trace UIs
+        # that read tokens and cost from gen_ai.usage.* only: steer.usage.source still says which it is.
+        if usage.source == "reported" or (usage.source == "estimated" and self._settings.estimates_in_usage_attributes):
             for key, field_name in self._usage_names:
                 value = getattr(usage, field_name)
                 if value is not None:
                     attrs[key] = value
-        elif usage.source == "estimated":
-            # An estimate never goes into gen_ai.usage.*: it is labelled as steer's own.
+        if usage.source == "estimated":
+            # By default an estimate never goes into gen_ai.usage.*: it is labelled as steer's own.
             if usage.input_tokens is not None:
                 attrs[sc.USAGE_ESTIMATED_INPUT_TOKENS] = usage.input_tokens
             if usage.output_tokens is not None:
