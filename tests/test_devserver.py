@@ -603,7 +603,8 @@ def test_endless_streams_until_client_leaves(srv):
 
 
 def test_fault_names_and_validation(srv):
-    assert set(FAULT_EXPECTATIONS) | {"endless"} == set(FAULTS)
+    # *_then_ok faults are the flaky server of the retry tests (below, and tests/test_retries.py).
+    assert set(FAULT_EXPECTATIONS) | {"endless"} == {f for f in FAULTS if not f.endswith("_then_ok")}
     with pytest.raises(ValueError):
         DevServer(fault="nope")
     r = raw_post(srv, "/v1/chat/completions", {"model": "m", "messages": USER}, **{"x-steer-fault": "nope"})
@@ -708,3 +709,16 @@ def test_standalone_module_prints_base_urls():
         proc.terminate()
         proc.wait(5)
         proc.stdout.close()
+
+
+def test_then_ok_faults_fail_k_times_then_answer_and_start_again(srv):
+    """``http_NNN[xK]_then_ok``: K requests carrying it get HTTP NNN (with ``retry-after-ms`` when asked
+    for), the next one the normal answer; then the count starts again."""
+    body = {"model": "m", "messages": USER}
+    headers = {"x-steer-fault": "http_503x2_then_ok", "x-steer-retry-after-ms": "7"}
+    statuses = [raw_post(srv, "/v1/chat/completions", body, **headers) for _ in range(4)]
+    assert [r.status_code for r in statuses] == [503, 503, 200, 503]
+    assert statuses[0].headers["retry-after-ms"] == "7"
+    assert statuses[2].json()["choices"][0]["message"]["content"] == EXPECTED_TEXT
+    once = [raw_post(srv, "/v1/chat/completions", body, **{"x-steer-fault": "http_500_then_ok"}) for _ in range(2)]
+    assert [r.status_code for r in once] == [500, 200] and "retry-after-ms" not in once[0].headers

@@ -468,11 +468,11 @@ class Observing(Served):
     seen: List[Tuple[int, bool]]
 
     def _handle(self, request: Any) -> Any:
-        self.seen = getattr(self, "seen", []) + [(trace.get_current_span().get_span_context().span_id, IN_CALL.get())]
+        self.seen = getattr(self, "seen", []) + [(trace.get_current_span().get_span_context().span_id, IN_CALL.get() is not None)]
         return super()._handle(request)
 
     async def _ahandle(self, request: Any) -> Any:
-        self.seen = getattr(self, "seen", []) + [(trace.get_current_span().get_span_context().span_id, IN_CALL.get())]
+        self.seen = getattr(self, "seen", []) + [(trace.get_current_span().get_span_context().span_id, IN_CALL.get() is not None)]
         return await super()._ahandle(request)
 
 
@@ -485,10 +485,10 @@ async def test_span_is_current_for_the_request_not_the_loop_body(mode: str, inst
     in_body: List[Tuple[Any, bool]] = []
     if mode == "sync":
         for _ in client.models.generate_content_stream(**sdk_kwargs(recording)):
-            in_body.append((trace.get_current_span(), IN_CALL.get()))
+            in_body.append((trace.get_current_span(), IN_CALL.get() is not None))
     else:
         async for _ in await client.aio.models.generate_content_stream(**sdk_kwargs(recording)):
-            in_body.append((trace.get_current_span(), IN_CALL.get()))
+            in_body.append((trace.get_current_span(), IN_CALL.get() is not None))
     (span,) = telemetry.genai_spans()
     assert served.seen == [(span.context.span_id, True)]  # layers below nest under steer's span
     assert all(current is trace.INVALID_SPAN and not flag for current, flag in in_body)

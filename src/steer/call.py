@@ -40,6 +40,49 @@ class JsonSummary:
 
 
 @dataclass(slots=True)
+class Retry:
+    """One HTTP attempt that failed and that the SDK then retried."""
+
+    attempt: int  # 1 = the call's first request
+    error_type: str  # the HTTP status ("500") or the exception's class name ("ConnectTimeout")
+    status_code: Optional[int]  # None when no response came (a timeout, a refused connection)
+    duration_s: float  # from sending the attempt to its response headers (its whole body when not streamed) or error
+    backoff_s: float  # from that failure to the next attempt being sent (the SDK's wait)
+    failed_at_ns: int  # wall clock (ns since the epoch) when the attempt failed
+
+
+class Attempts:
+    """The HTTP attempts of one call, as the httpx hook sees them sent (the SDKs retry inside the call).
+
+    Kept off the hot path: ``sent`` and ``answered`` run once per HTTP request. A failed attempt becomes a
+    ``Retry`` only when another attempt follows it in the same call; the last one is the call's own end.
+    """
+
+    __slots__ = ("wall_offset_ns", "sent_ns", "failed", "retries")
+
+    def __init__(self, wall_offset_ns: int) -> None:
+        self.wall_offset_ns = wall_offset_ns  # wall clock minus perf_counter, as the Session measured at t0
+        self.sent_ns = 0  # when the latest attempt was sent
+        self.failed: Optional[Tuple[str, Optional[int], int]] = None  # the latest attempt, if it failed
+        self.retries: List[Retry] = []
+
+    def sent(self, now_ns: int) -> None:
+        failed = self.failed
+        if failed is not None:
+            error_type, status, end_ns = failed
+            self.retries.append(Retry(len(self.retries) + 1, error_type, status, (end_ns - self.sent_ns) / 1e9,
+                                      (now_ns - end_ns) / 1e9, end_ns + self.wall_offset_ns))
+            self.failed = None
+        self.sent_ns = now_ns
+
+    def answered(self, now_ns: int, status_code: Optional[int], error: Optional[BaseException] = None) -> None:
+        if error is not None:
+            self.failed = (type(error).__name__, None, now_ns)
+        elif status_code is not None and status_code >= 400:
+            self.failed = (str(status_code), status_code, now_ns)
+
+
+@dataclass(slots=True)
 class Outcome:
     end: StreamEnd
     duration_s: float
@@ -64,3 +107,6 @@ class Outcome:
     stalls: Optional[List[Tuple[int, float, bool]]] = None  # live-detected stalls: (wall start ns, gap s, resumed)
     cost: Any = None  # processing.cost.Cost, when the call was priced
     unpriced: Optional[str] = None  # why it was not (processing.cost.UNKNOWN_MODEL, ...), when cost is on
+    attempts: Optional[int] = None  # HTTP attempts: 1 + the SDK's retries (None: steer did not see the sends)
+    retries: List[Retry] = field(default_factory=list)
+    last_attempt_ttfc_s: Optional[float] = None  # time to first chunk from the last attempt's send (retried calls)

@@ -97,7 +97,7 @@ def instrument(**options: Any) -> None:
     with _LOCK:
         runtime = build_runtime(**options)
         _STATE.runtime = runtime
-        hook, apply_now = _plan([t for t in all_targets() if t.provider_group in runtime.settings.providers])
+        hook, apply_now = _plan([t for t in all_targets() if t.enabled(runtime.settings.providers)])
     # Outside the lock: registering a hook may run it at once, and patching imports the SDK module,
     # which waits for an import of it in progress on another thread — whose own post-import hooks
     # (the SDK modules import each other) take _LOCK. Waiting on an import while holding _LOCK is a
@@ -152,7 +152,7 @@ def _plan(targets: List[Target]) -> Tuple[List[Target], List[Target]]:
 def _on_import(target: Target) -> None:
     # Runs inside the application's import of the SDK module (any thread); never raises into it.
     runtime = _STATE.runtime
-    if runtime is not None and target.provider_group in runtime.settings.providers:
+    if runtime is not None and target.enabled(runtime.settings.providers):
         try:
             _apply(target, current_runtime)
         except Exception as exc:  # an import hook must never break the application's import

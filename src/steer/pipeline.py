@@ -16,7 +16,7 @@ from time import perf_counter_ns, time_ns
 from typing import Any, Dict, List, Optional, Tuple
 
 from steer.attached import CURRENT as ATTACHED
-from steer.call import CallInfo, JsonSummary, Outcome
+from steer.call import Attempts, CallInfo, JsonSummary, Outcome
 from steer.callbacks import NO_LISTENERS, Listeners
 from steer.config import Settings
 from steer.events import (
@@ -94,7 +94,7 @@ class Session:
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
-        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls",
+        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls", "attempts",
     )
 
     def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
@@ -111,6 +111,7 @@ class Session:
         self.gap_mark = 0  # on_chunk's threshold for out-of-line work: max_gap, or 0 while a stall is open
         self.stall_start = 0  # t_last (or t0) of the silence the watchdog reported, until it ends
         self.stalls: Optional[List[Tuple[int, int, bool]]] = None  # (start, gap, resumed) per stall
+        self.attempts: Optional[Attempts] = None  # the HTTP attempts, once the httpx hook saw one sent
         self.done = False
         self.span = None
         self.json = None
@@ -283,6 +284,8 @@ class Session:
             self._stall_over(now)  # still silent when the call ended
         if self.stalls:
             outcome.stalls = [(self.wall0 + (start - self.t0), gap / 1e9, resumed) for start, gap, resumed in self.stalls]
+        if self.attempts is not None:
+            self._retries(outcome)
         check_outcome(outcome)  # wire values OTLP cannot carry: left out or repaired, counted
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
         if self.active_counted:
@@ -291,6 +294,22 @@ class Session:
         rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
         if rt.listeners.active:
             self._emit_end(outcome, info)
+
+    # -- HTTP attempts (the SDKs' retries), reported by the httpx hook while the call sends ----------
+    def attempt_sent(self) -> Attempts:
+        attempts = self.attempts
+        if attempts is None:
+            attempts = self.attempts = Attempts(self.wall0 - self.t0)
+        attempts.sent(perf_counter_ns())
+        return attempts
+
+    def _retries(self, outcome: Outcome) -> None:
+        attempts = self.attempts
+        retries = outcome.retries = attempts.retries  # type: ignore[union-attr]
+        outcome.attempts = 1 + len(retries)
+        sent = attempts.sent_ns  # type: ignore[union-attr]
+        if retries and self.chunks and self.t_first > sent:
+            outcome.last_attempt_ttfc_s = (self.t_first - sent) / 1e9
 
     def _end_span_fallback(self) -> None:
         try:

@@ -19,10 +19,14 @@ FAULTS = (
     "reset",  # TCP RST mid-stream (SO_LINGER 0, then close)
     "error_event",  # the provider's in-stream error frame, then the stream ends
     "http_400", "http_401", "http_404", "http_429", "http_500",  # any http_NNN works
+    # http_NNN_then_ok (or http_NNNxK_then_ok): K requests (default 1) carrying this fault get HTTP NNN,
+    # the next one the normal answer, and the count starts again: an SDK's retries meet a flaky server.
+    "http_500_then_ok", "http_529_then_ok", "http_429x2_then_ok",
     "stall",  # headers + first chunk, then silence until the client or the server gives up
     "endless",  # content chunks forever at the configured pace
 )
 _HTTP = re.compile(r"^http_([1-5]\d\d)$")
+_THEN_OK = re.compile(r"^http_([1-5]\d\d)(?:x(\d+))?_then_ok$")
 
 
 def check(name: Optional[str]) -> Optional[str]:
@@ -32,9 +36,15 @@ def check(name: Optional[str]) -> Optional[str]:
     name = name.strip().lower()
     if name in ("", "none"):
         return None
-    if name in FAULTS or _HTTP.match(name):
+    if name in FAULTS or _HTTP.match(name) or _THEN_OK.match(name):
         return name
     raise ValueError(f"unknown steer devserver fault {name!r}; known: {', '.join(FAULTS)}")
+
+
+def then_ok(name: Optional[str]) -> Optional[tuple[int, int]]:
+    """(status, failures before the success) of an ``http_NNN[xK]_then_ok`` fault, else None."""
+    match = _THEN_OK.match(name) if name else None
+    return (int(match.group(1)), int(match.group(2) or 1)) if match else None
 
 
 def timeline(head: list[bytes], body: list[bytes], tail: list[bytes], knobs: Knobs) -> list[tuple[float, bytes]]:
@@ -58,7 +68,10 @@ def garbage(wire: WireFormat) -> list[bytes]:
 
 def deliver(wire: WireFormat, fault: Optional[str], knobs: Knobs) -> Delivery:
     if fault is not None and fault.startswith("http_"):
-        return wire.error(int(fault[5:]))
+        delivery = wire.error(int(fault[5:]))
+        if knobs.retry_after_ms is not None:  # the SDKs honour it (retry-after-ms: Stainless; google-genai not)
+            delivery.headers = [*delivery.headers, ("retry-after-ms", str(knobs.retry_after_ms))]
+        return delivery
     if not wire.stream_requested:
         return _whole(wire, fault)
     plan = wire.stream()

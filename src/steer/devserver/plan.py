@@ -30,6 +30,7 @@ class Knobs:
     chunks: int = DEFAULT_CHUNKS  # content chunks (= words) of a text answer
     seed: int = 0  # picks the words, ids and padding deterministically
     replay_chunk_bytes: int = 64  # piece size when replaying a non-SSE body
+    retry_after_ms: Optional[int] = None  # a retry-after-ms header on HTTP error answers (x-steer-retry-after-ms)
 
     @classmethod
     def build(
@@ -59,10 +60,11 @@ class Knobs:
                    replay_chunk_bytes=int(replay_chunk_bytes))
 
     def with_headers(self, headers: Mapping[str, str]) -> "Knobs":
-        """Per-request overrides (`x-steer-ttft`, `-chunk-delay`, `-chunks`, `-seed`)."""
+        """Per-request overrides (`x-steer-ttft`, `-chunk-delay`, `-chunks`, `-seed`, `-retry-after-ms`)."""
         changes: dict[str, Any] = {}
         for name, key, kind in (("x-steer-ttft", "ttft", float), ("x-steer-chunk-delay", "gap", float),
-                                ("x-steer-chunks", "chunks", int), ("x-steer-seed", "seed", int)):
+                                ("x-steer-chunks", "chunks", int), ("x-steer-seed", "seed", int),
+                                ("x-steer-retry-after-ms", "retry_after_ms", int)):
             if name in headers:
                 changes[key] = kind(headers[name])
         return replace(self, **changes) if changes else self

@@ -41,7 +41,8 @@ class DevServer:
     fault, see `faults.FAULTS`), `recording` (serve this recording to every
     request), `replay_chunk_bytes`. A request header `x-steer-fault: <name>`
     (or `none`) overrides the fault; `x-steer-ttft`, `x-steer-chunk-delay`,
-    `x-steer-chunks`, `x-steer-seed` override the knobs for that request.
+    `x-steer-chunks`, `x-steer-seed` override the knobs for that request;
+    `x-steer-retry-after-ms` adds that header to HTTP error answers.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class DevServer:
         self._error: Optional[BaseException] = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections = 0
+        self._failed: dict[str, int] = {}  # http_NNN_then_ok: failures served in the current run
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class DevServer:
                 else self.fault
         except ValueError as exc:
             return _plain_error(400, str(exc))
+        fault = self._flaky(fault)
         salt = next(self._salt)
         if self.recording is not None:
             return faults.deliver(Replay(self.recording, knobs, salt), fault, knobs)
@@ -212,6 +215,21 @@ class DevServer:
         if wire is None:
             return _plain_error(404, f"steer devserver: no route for {request.method} {request.target}")
         return faults.deliver(wire, fault, knobs)
+
+
+    def _flaky(self, fault: Optional[str]) -> Optional[str]:
+        """``http_NNN[xK]_then_ok``: the fault this request gets (``http_NNN``, or none once K failed)."""
+        plan = faults.then_ok(fault)
+        if plan is None:
+            return fault
+        status, failures = plan
+        with self._lock:
+            served = self._failed.get(fault, 0)  # type: ignore[arg-type]
+            if served < failures:
+                self._failed[fault] = served + 1  # type: ignore[index]
+                return f"http_{status}"
+            self._failed.pop(fault, None)  # type: ignore[arg-type]
+        return None
 
 
 def _plain_error(status: int, message: str) -> Delivery:

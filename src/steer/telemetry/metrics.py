@@ -67,6 +67,10 @@ class Instruments:
             meter.create_observable_gauge(
                 sc.METRIC_STREAMS_STALLED, callbacks=[self._observe_stalled], unit="{stream}",
                 description="Open streams that have received nothing for longer than stall_after, now.")
+        self.retries = meter.create_counter(
+            sc.METRIC_RETRIES, unit="{retry}",
+            description="HTTP attempts the SDK retried within one call, by error.type (the status or exception that failed).",
+        )
         self.decode_errors = meter.create_counter(
             sc.METRIC_DECODE_ERRORS, unit="{error}",
             description="Chunks steer could not decode, and wire values it left out or repaired because OTLP cannot carry them.",
@@ -113,6 +117,8 @@ class Instruments:
             self.json_duplicates.add(j.duplicates_dropped, attrs)
         if outcome.decode_errors:
             self._decode_errors(outcome, base_attrs)
+        for retry in outcome.retries:
+            self.retries.add(1, {**base_attrs, sc.ERROR_TYPE: retry.error_type})
 
     def _decode_errors(self, outcome: Outcome, base_attrs: Dict[str, Any]) -> None:
         invalid = outcome.invalid_values or {}

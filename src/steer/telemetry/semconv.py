@@ -100,6 +100,16 @@ DECODE_REASON_INVALID_UTF8 = "invalid_utf8"  # a string with a lone surrogate: l
 DECODE_REASON_OUT_OF_RANGE = "out_of_range"  # an integer outside int64
 # "invalid_token_count": a token count that is not a non-negative int64 (providers/base.py)
 
+# --- retries: the SDKs' own HTTP attempts inside one call (issue 19 item 2) -------------------------
+ATTEMPTS = "steer.attempts"  # span: HTTP attempts of the call, 1 + the SDK's retries
+LAST_ATTEMPT_TIME_TO_FIRST_CHUNK = "steer.last_attempt.time_to_first_chunk"  # span, s: from the last attempt's send
+EVENT_RETRY = "steer.retry"  # span event, one per attempt that failed and was retried
+RETRY_ATTEMPT = "steer.retry.attempt"  # which attempt failed (1 = the first request)
+RETRY_ATTEMPT_DURATION = "steer.retry.attempt_duration"  # s: its send to its failure
+RETRY_BACKOFF = "steer.retry.backoff"  # s: its failure to the next attempt's send
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+METRIC_RETRIES = "steer.client.retries"  # counter; base metric attributes + error.type (the failure retried)
+
 # Explicit bucket advice, as semconv gives it.
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from steer.call import CallInfo, Outcome
+from steer.call import CallInfo, Outcome, Retry
 from steer.config import Settings
 from steer.telemetry import semconv as sc
 from steer.telemetry.exportable import repaired, text_ok, value_ok
@@ -127,6 +127,12 @@ class SpanRecorder:
             attrs[sc.TOOL_CALLS] = len(outcome.tool_calls)
         if outcome.decode_errors:
             attrs[sc.DECODE_ERRORS] = outcome.decode_errors
+        if outcome.attempts is not None:
+            attrs[sc.ATTEMPTS] = outcome.attempts
+            if outcome.last_attempt_ttfc_s is not None:
+                attrs[sc.LAST_ATTEMPT_TIME_TO_FIRST_CHUNK] = outcome.last_attempt_ttfc_s
+            for retry in outcome.retries:
+                span.add_event(sc.EVENT_RETRY, _retry_attributes(retry), timestamp=retry.failed_at_ns)
         if call.streaming and self._settings.stall_after:
             attrs[sc.STREAM_STALLS] = len(outcome.stalls or ())
             for start_ns, gap_s, resumed in outcome.stalls or ():
@@ -187,6 +193,14 @@ class SpanRecorder:
                 return "[steer: redaction hook failed; content withheld]"  # never leak unredacted content
         cap = self._settings.content_max_chars
         return text if len(text) <= cap else text[:cap] + "…[truncated]"
+
+
+def _retry_attributes(retry: Retry) -> Dict[str, Any]:
+    attrs: Dict[str, Any] = {sc.RETRY_ATTEMPT: retry.attempt, sc.ERROR_TYPE: retry.error_type,
+                             sc.RETRY_ATTEMPT_DURATION: retry.duration_s, sc.RETRY_BACKOFF: retry.backoff_s}
+    if retry.status_code is not None:
+        attrs[sc.HTTP_RESPONSE_STATUS_CODE] = retry.status_code
+    return attrs
 
 
 def clip(text: str, limit: int) -> str:

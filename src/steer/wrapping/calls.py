@@ -15,9 +15,10 @@ from steer.pipeline import Runtime, Session
 from steer.wrapping.proxies import AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, SyncStreamProxy
 from steer.wrapping.specs import ApiSpec
 
-# Set while an instrumented SDK call is sending its request: inner layers (our httpx hook, a patched
-# method the SDK calls internally) stay silent, so one call gives one span.
-IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("steer_in_call", default=False)
+# The call's Session while an instrumented SDK call is sending its request: inner layers (a patched
+# method the SDK calls internally) stay silent, so one call gives one span; the httpx hook records each
+# HTTP attempt (the SDK's retries) into it.
+IN_CALL: contextvars.ContextVar[Optional[Session]] = contextvars.ContextVar("steer_in_call", default=None)
 
 RuntimeGetter = Callable[[], Optional[Runtime]]
 
@@ -77,7 +78,7 @@ def sync_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any
         session = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return wrapped(*args, **kwargs)
-        flag = IN_CALL.set(True)
+        flag = IN_CALL.set(session)
         token = _enter(session)
         try:
             result = wrapped(*args, **kwargs)
@@ -100,7 +101,7 @@ def async_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., An
         session = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return await wrapped(*args, **kwargs)
-        flag = IN_CALL.set(True)
+        flag = IN_CALL.set(session)
         token = _enter(session)
         try:
             result = await wrapped(*args, **kwargs)

@@ -55,7 +55,7 @@ class SyncGeneratorProxy(wrapt.ObjectProxy):
 
     def _self_step(self, step: Callable[..., Any], *args: Any) -> Any:
         session, ctx = self._self_session, self._self_ctx
-        flag = IN_CALL.set(True)
+        flag = IN_CALL.set(session)
         token = otel_context.attach(ctx) if ctx is not None else None
         try:
             chunk = step(*args)
@@ -112,7 +112,7 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
     async def _self_step(self, step: Callable[..., Any], *args: Any) -> Any:
         session, ctx = self._self_session, self._self_ctx
         # Set in this task; reset in the same task once the await returns or raises.
-        flag = IN_CALL.set(True)
+        flag = IN_CALL.set(session)
         token = otel_context.attach(ctx) if ctx is not None else None
         try:
             chunk = await step(*args)
@@ -189,7 +189,7 @@ def async_generator_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callab
         session: Optional[Session] = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return await wrapped(*args, **kwargs)
-        flag = IN_CALL.set(True)
+        flag = IN_CALL.set(session)
         try:
             result = await wrapped(*args, **kwargs)  # prepares the generator; no request yet
         except BaseException as exc:

@@ -4,14 +4,17 @@ and metrics as through the SDKs, decoded from a copy of the bytes it reads.
 ``Client.send`` / ``AsyncClient.send`` are patched. A request to a known LLM endpoint opens a
 Session; the response's byte stream is wrapped by a tee that hands every piece the application
 reads to the framer and decoder, and passes it on unchanged. Inside an instrumented SDK call
-(``IN_CALL``) this layer stays silent, so one call is one span.
+(``IN_CALL``) this layer opens no Session, so one call is one span: it records each send as one HTTP
+attempt of that call instead (status, time), which is how the SDKs' own retries become visible.
 """
 
 from __future__ import annotations
 
 import sys
+from time import perf_counter_ns
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from steer.call import Attempts
 from steer.pipeline import Runtime, Session
 from steer.providers.httpx_sse import framer_for
 from steer.wrapping import httpx_routes
@@ -174,10 +177,37 @@ def _observe(session: Session, response: Any, is_async: bool) -> None:
         session.finish("complete")
 
 
+def _sent(session: Session) -> Optional[Attempts]:
+    try:
+        return session.attempt_sent()
+    except Exception as exc:
+        session.rt.internal_error("attempt", exc)
+        return None
+
+
+def _answered(session: Session, attempts: Optional[Attempts], response: Any = None, error: Optional[BaseException] = None) -> None:
+    if attempts is None:
+        return
+    try:
+        attempts.answered(perf_counter_ns(), None if response is None else response.status_code, error)
+    except Exception as exc:
+        session.rt.internal_error("attempt", exc)
+
+
 def sync_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        outer = IN_CALL.get()
+        if outer is not None:  # one HTTP attempt of an instrumented SDK call (its retries are more of them)
+            attempts = _sent(outer)
+            try:
+                response = wrapped(*args, **kwargs)
+            except Exception as exc:
+                _answered(outer, attempts, error=exc)
+                raise
+            _answered(outer, attempts, response)
+            return response
         rt = get_runtime()
-        if rt is None or IN_CALL.get():
+        if rt is None or "httpx" not in rt.settings.providers:
             return wrapped(*args, **kwargs)
         session = _open(rt, args[0] if args else kwargs["request"])
         if session is None:
@@ -195,8 +225,18 @@ def sync_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callab
 
 def async_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        outer = IN_CALL.get()
+        if outer is not None:
+            attempts = _sent(outer)
+            try:
+                response = await wrapped(*args, **kwargs)
+            except Exception as exc:
+                _answered(outer, attempts, error=exc)
+                raise
+            _answered(outer, attempts, response)
+            return response
         rt = get_runtime()
-        if rt is None or IN_CALL.get():
+        if rt is None or "httpx" not in rt.settings.providers:
             return await wrapped(*args, **kwargs)
         session = _open(rt, args[0] if args else kwargs["request"])
         if session is None:
@@ -212,8 +252,11 @@ def async_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Calla
     return wrapper
 
 
+# Patched for raw calls when "httpx" is instrumented, and for any SDK so that its HTTP attempts (retries)
+# are seen: the three SDKs send every attempt through httpx's or httpx2's Client.send.
 TARGETS = [
-    Target("httpx", module, owner, "send", None, is_async=is_async, wrapper_factory=async_send if is_async else sync_send)  # type: ignore[arg-type]
+    Target("httpx", module, owner, "send", None, is_async=is_async, wrapper_factory=async_send if is_async else sync_send,  # type: ignore[arg-type]
+           also_for=("openai", "anthropic", "google_genai"))
     for module in ("httpx", "httpx2")
     for owner, is_async in (("Client", False), ("AsyncClient", True))
 ]

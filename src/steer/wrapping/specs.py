@@ -7,7 +7,7 @@ An ``ApiSpec`` says how to describe a call (``call_info``) and how to decode wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from steer.call import CallInfo
 from steer.config import Settings
@@ -31,6 +31,11 @@ class Target:
     is_async: bool
     # Builds the wrapt wrapper from (spec, get_runtime); None: the standard sync/async call wrapper.
     wrapper_factory: Optional[Callable[..., Any]] = None
+    # Other provider groups that need this patch too (httpx's send: it also sees each SDK's HTTP attempts).
+    also_for: Tuple[str, ...] = ()
+
+    def enabled(self, providers: Tuple[str, ...]) -> bool:
+        return self.provider_group in providers or any(group in providers for group in self.also_for)
 
 
 def client_base_url(instance: Any) -> Any:
