@@ -6,8 +6,9 @@ their addresses and timers come in through the environment variables those files
 ``Pipeline`` (the session fixture ``pipeline``): Jaeger <- Collector (otel-collector.yaml) -> scraped
 by Prometheus 3, which also takes OTLP metrics straight from an application. Two workload processes:
 ``VIA_COLLECTOR`` sends traces and metrics to the Collector; ``DIRECT`` sends its traces to the
-Collector and its metrics to Prometheus 3's OTLP receiver. The two arrive in Prometheus under their
-own ``job`` (service.name), which is how the tests tell the paths apart.
+Collector and its metrics to Prometheus 3's OTLP receiver; ``LATEST`` is ``VIA_COLLECTOR`` with the
+newest GenAI conventions opted in (other metric names). Each arrives in Prometheus under its own
+``job`` (service.name), which is how the tests tell the paths apart.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BINARIES = ("otelcol-steer", "jaeger", "prometheus")
 
 VIA_COLLECTOR = "steer-via-collector"
 DIRECT = "steer-direct"
+LATEST = "steer-latest"  # through the Collector, with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
 PASSES = 2
 OTHER_CALLS = 5  # calls of another GenAI instrumentation in VIA_COLLECTOR (other_instrumentation.py)
 
@@ -215,6 +217,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         runs = {
             VIA_COLLECTOR: start_workload(work / f"{VIA_COLLECTOR}.log", "--passes", str(PASSES), OTEL_SERVICE_NAME=VIA_COLLECTOR,
                                           OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{gateway.http}", **common),
+            LATEST: start_workload(work / f"{LATEST}.log", "--passes", str(PASSES), OTEL_SERVICE_NAME=LATEST,
+                                   OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{gateway.http}",
+                                   OTEL_SEMCONV_STABILITY_OPT_IN="gen_ai_latest_experimental", **common),
             DIRECT: start_workload(work / f"{DIRECT}.log", "--passes", str(PASSES), OTEL_SERVICE_NAME=DIRECT,
                                    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{gateway.http}/v1/traces",
                                    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=prom.otlp_metrics_endpoint, **common),

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from backend_support import ROOT, require
-from real_pipeline import CACHE
+from real_pipeline import CACHE, binary
 from steer.telemetry import semconv as sc
 
 pytestmark = pytest.mark.backend
@@ -115,3 +115,12 @@ def test_the_telemetry_reference_documents_every_name() -> None:
     missing = sorted(n for n in names if f"`{n}`" not in docs)
     assert not missing, f"docs/telemetry.md does not document: {missing}"
     assert sc.SCHEMA_URL in docs
+
+
+@pytest.mark.parametrize("config", ["otel-collector.yaml", "otel-agent.yaml"])
+def test_the_built_collector_validates_the_configuration(config: str) -> None:
+    # With the production defaults of every ${env:...}: what a deployment runs.
+    result = subprocess.run([str(binary("otelcol-steer")), "validate", f"--config={CONFIG / config}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+

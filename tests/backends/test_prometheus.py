@@ -103,8 +103,16 @@ def test_metric_names_arrive_translated(prometheus: Prometheus) -> None:
         assert prom.rsplit("_count", 1)[0] in docs, f"docs/telemetry.md does not give the Prometheus name {prom}"
 
 
+def latest_convention_names() -> set:
+    """The Prometheus names of the metrics steer records instead under
+    OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental (the dashboards query both with `or`)."""
+    seconds = (sc.METRIC_INFERENCE_DURATION, sc.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK, sc.METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK)
+    others = {v for k, v in vars(sc).items() if k.startswith("METRIC_INFERENCE_") and v not in seconds}
+    return {m.replace(".", "_") + "_seconds" for m in seconds} | {m.replace(".", "_") for m in others}
+
+
 def test_expressions_name_only_metrics_steer_exports() -> None:
-    known = {n.rsplit("_count", 1)[0] for n in prometheus_names().values()} | {"steer_internal_errors"}
+    known = {n.rsplit("_count", 1)[0] for n in prometheus_names().values()} | {"steer_internal_errors"} | latest_convention_names()
     for label, expr in expressions():
         for name in re.findall(r"\b((?:gen_ai|steer)_client_[a-z_]+|steer_internal_errors)", expr):
             base = re.sub(r"_(bucket|sum|count|total)$", "", name)
