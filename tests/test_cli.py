@@ -74,7 +74,7 @@ def test_replay_human_output_and_bad_file(tmp_path: Any) -> None:
 
 
 def test_demo_shows_traces_and_metrics() -> None:
-    from steer.demo import CALLS, run_demo
+    from steer.tools.demo import CALLS, run_demo
 
     out = io.StringIO()
     assert run_demo(fast=True, out=out) == 0

@@ -1,4 +1,4 @@
-"""steer.devserver: the loopback fake provider, driven by the REAL provider SDKs.
+"""steer.tools.devserver: the loopback fake provider, driven by the REAL provider SDKs.
 
 Every wire format is read by the real openai / anthropic / google-genai client
 (sync and async, streaming and not); every fault is checked for what each SDK
@@ -28,8 +28,8 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 from google.oauth2.credentials import Credentials
 
-from steer.devserver import FAULTS, DevServer
-from steer.devserver.fake_model import text_pieces
+from steer.tools.devserver import FAULTS, DevServer
+from steer.tools.devserver.fake_model import text_pieces
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "streams"
 EXPECTED_TEXT = "".join(text_pieces(0, 12))  # what the default knobs (seed 0, 12 chunks) answer
@@ -696,7 +696,7 @@ async def test_200_concurrent_async_streams():
 
 
 def test_standalone_module_prints_base_urls():
-    proc = subprocess.Popen([sys.executable, "-m", "steer.devserver", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "steer.tools.devserver", "--port", "0"],
                             stdout=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

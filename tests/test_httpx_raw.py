@@ -12,8 +12,8 @@ import pytest
 
 import steer
 from recordings import all_recordings, ids
-from steer.replay import replay
-from steer.replay_transport import BASE_URLS, RecordingTransport
+from steer.tools.replay import replay
+from steer.tools.replay.transport import BASE_URLS, RecordingTransport
 
 RAW = [r for r in all_recordings() if r["request"]["body"] is not None or r["api"].startswith("google")]
 STREAMS = [r for r in RAW if r["response"]["status"] == 200]

@@ -171,7 +171,7 @@ def test_a_closed_port_costs_only_background_retries(protocol: str) -> None:
 def test_build_tracer_provider_with_an_explicit_endpoint(instrumented: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import openai
 
-    from steer.devserver import DevServer
+    from steer.tools.devserver import DevServer
 
     for name in [k for k in os.environ if k.startswith("OTEL_")]:
         monkeypatch.delenv(name)

@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from backends.otlp_receiver import OtlpHttpReceiver, wait_for
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.otel_instrumentor import SteerInstrumentor
 
 LAUNCHER = Path(sys.executable).with_name("opentelemetry-instrument")

@@ -2,6 +2,6 @@
 
 import sys
 
-from steer.cli import main
+from steer.tools.cli import main
 
 sys.exit(main())

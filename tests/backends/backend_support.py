@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from steer.phoenix import PhoenixServer, find_python, free_port
+from steer.tools.phoenix import PhoenixServer, find_python, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = Path(__file__).with_name("workload.py")

@@ -59,7 +59,7 @@ def main() -> int:
 
     import steer
     from steer import otel_setup
-    from steer.devserver import DevServer
+    from steer.tools.devserver import DevServer
 
     own = _own_providers() if args.own_providers else None
     steer.instrument()

@@ -90,7 +90,7 @@ def test_tracer_provider_for_phoenix_in_process(phoenix: PhoenixRun, instrumente
     """The API ``steer demo --phoenix`` uses: a provider exporting to this Phoenix, into one project."""
     import openai
 
-    from steer.devserver import DevServer
+    from steer.tools.devserver import DevServer
 
     provider = phoenix.server.tracer_provider("steer-in-process")
     instrumented(tracer_provider=provider)

@@ -5,7 +5,7 @@
 
 steer is instrumented with no providers, so everything it exports is set up by ``steer.otel_setup``
 from the standard OTEL_* variables the test passes (OTLP to Phoenix, the Prometheus exporter, ...).
-Each pass runs every call of ``steer demo`` (steer.demo.CALLS: openai, anthropic, google-genai) and
+Each pass runs every call of ``steer demo`` (steer.tools.demo.CALLS: openai, anthropic, google-genai) and
 then the extra calls the dashboards need to show every panel: varied time to first chunk, JSON cut
 short (invalid), a non-streaming call, HTTP 500 and 529, an in-stream error. One JSON line per pass.
 """
@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import steer
 from steer import otel_setup
-from steer.demo import CALLS, DemoCall
-from steer.devserver import DevServer
+from steer.tools.demo import CALLS, DemoCall
+from steer.tools.devserver import DevServer
 
 # The extra calls; each ends in the SDK's own exception (what the test expects in the summary).
 FAULTY = ("chat gpt-4o json cut short", "chat gpt-4o HTTP 500", "chat gpt-4o-mini in-stream error",

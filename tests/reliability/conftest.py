@@ -9,7 +9,7 @@ import pytest
 
 
 class ExternalDevServer:
-    """``python -m steer.devserver`` in its own process: its CPU and its request log stay out of the
+    """``python -m steer.tools.devserver`` in its own process: its CPU and its request log stay out of the
     process under test (the load and memory figures are steer's and the SDKs', not the server's).
     Duck-types the ``DevServer`` address properties the surfaces use."""
 
@@ -17,7 +17,7 @@ class ExternalDevServer:
         import subprocess
         import sys
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "steer.devserver", "--port", "0", "--chunk-delay", "0", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "steer.tools.devserver", "--port", "0", "--chunk-delay", "0", *args],
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()

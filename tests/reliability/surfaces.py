@@ -25,7 +25,7 @@ import openai
 from google import genai
 from google.genai import types as genai_types
 
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 
 USER = [{"role": "user", "content": "Say something"}]
 STALL_TIMEOUT_S = 0.25  # the read timeout the `stall` fault runs into (a stalled server never answers)

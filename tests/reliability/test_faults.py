@@ -16,7 +16,7 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 
 from .checks import active_streams, histogram_count, internal_errors, otel_complaints, points
 from .surfaces import SURFACES, STREAMING, UNARY, Seen, Surface, drive_async, drive_sync

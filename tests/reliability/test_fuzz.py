@@ -27,7 +27,7 @@ import steer
 from recordings import request_kwargs
 from steer.processing.json_stream import JsonStreamTracker, parse_arguments
 from steer.providers.httpx_sse import MAX_FRAME_CHARS, JsonArrayFrames, SSEFrames, WholeJson
-from steer.replay_transport import BASE_URLS
+from steer.tools.replay.transport import BASE_URLS
 from steer.sse import SSEDecoder
 
 from .checks import HEAVY, active_streams, internal_errors, otlp_complaints, seam_errors

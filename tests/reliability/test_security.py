@@ -29,8 +29,8 @@ from google.oauth2.credentials import Credentials
 
 from recordings import Served, all_recordings, ids, request_kwargs
 from steer.events import event_to_dict
-from steer.replay import replay
-from steer.replay_transport import BASE_URLS
+from steer.tools.replay import replay
+from steer.tools.replay.transport import BASE_URLS
 from steer.telemetry import semconv as sc
 
 from .checks import points

@@ -12,7 +12,7 @@ import inspect
 from typing import Any, Callable, Dict
 from urllib.parse import urlsplit
 
-from steer.replay_transport import BASE_URLS, RecordingTransport, sdk_kwargs
+from steer.tools.replay.transport import BASE_URLS, RecordingTransport, sdk_kwargs
 
 
 def _openai_client(recording: Dict[str, Any], transport: RecordingTransport, is_async: bool) -> Any:

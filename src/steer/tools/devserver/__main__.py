@@ -1,4 +1,4 @@
-"""`python -m steer.devserver --port 8787`: run the fake provider until interrupted."""
+"""`python -m steer.tools.devserver --port 8787`: run the fake provider until interrupted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .server import DevServer
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m steer.devserver", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m steer.tools.devserver", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
     parser.add_argument("--ttft", type=float, default=None, help="seconds before the first chunk")

@@ -28,13 +28,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "replay":
         return _replay(args)
-    from steer.demo import run_demo
+    from steer.tools.demo import run_demo
 
     return run_demo(otlp=args.otlp, phoenix=args.phoenix, rounds=args.rounds, fast=args.fast)
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from steer.replay import replay
+    from steer.tools.replay import replay
 
     try:
         summary = replay(args.file, is_async=args.is_async, capture_content=args.capture_content or None)

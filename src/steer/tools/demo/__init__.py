@@ -121,14 +121,14 @@ CALLS: List[DemoCall] = [
 
 def run_demo(otlp: Optional[str] = None, phoenix: bool = False, rounds: int = 1, fast: bool = False,
              out: Any = None) -> int:
-    from steer.demo_view import DemoView, DemoTelemetry
-    from steer.devserver import DevServer
+    from steer.tools.demo.view import DemoView, DemoTelemetry
+    from steer.tools.devserver import DevServer
 
     out = out or sys.stdout
     endpoint = otlp or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     phoenix_handle = None
     if phoenix:
-        from steer.phoenix import start_phoenix
+        from steer.tools.phoenix import start_phoenix
 
         phoenix_handle = start_phoenix()
         endpoint = phoenix_handle.otlp_endpoint

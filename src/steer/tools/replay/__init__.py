@@ -1,7 +1,7 @@
 """`steer replay`: serve one recorded response to the REAL provider SDK making the recorded request,
 with steer instrumenting it, and summarise what steer saw (the `--json` contract is in DESIGN).
 
-Telemetry goes to in-memory OpenTelemetry SDK providers and is read back (replay_report).
+Telemetry goes to in-memory OpenTelemetry SDK providers and is read back (report).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Union
 
-from steer.replay_callers import CALLERS
-from steer.replay_report import ReplayCapture
-from steer.replay_transport import RecordingTransport, load_recording
+from steer.tools.replay.callers import CALLERS
+from steer.tools.replay.report import ReplayCapture
+from steer.tools.replay.transport import RecordingTransport, load_recording
 
 
 def replay(source: Union[str, Path, Dict[str, Any]], *, is_async: bool = False, **options: Any) -> Dict[str, Any]:
