@@ -16,7 +16,7 @@ import pytest
 
 import steer
 from steer import attached
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 
 USER = [{"role": "user", "content": "Say something"}]
 

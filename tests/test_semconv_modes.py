@@ -14,7 +14,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from steer.config import load_settings
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.telemetry import semconv as sc
 
 DURATION_BOUNDS = tuple(float(b) for b in sc.DURATION_BUCKETS)

@@ -15,7 +15,7 @@ import pytest
 
 import steer
 from steer.config import load_settings
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.events import StreamStallEvent
 from steer.watchdog import WATCHDOG
 

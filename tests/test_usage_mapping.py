@@ -15,7 +15,7 @@ from google import genai
 from google.genai import types as genai_types
 
 import steer
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.events import StreamCompleteEvent, StreamUsageEvent, Usage
 
 USER = [{"role": "user", "content": "hi"}]

@@ -136,7 +136,7 @@ def test_phoenix_sessions_view_shows_one_sessions_calls_together(phoenix: Phoeni
     import openai
 
     import steer
-    from steer.devserver import DevServer
+    from steer.tools.devserver import DevServer
 
     provider = phoenix.server.tracer_provider("steer-sessions")
     instrumented(tracer_provider=provider)
