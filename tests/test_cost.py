@@ -17,10 +17,10 @@ import pytest
 
 import steer
 from recordings import load
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.events import StreamCompleteEvent
 from steer.processing import cost
-from steer.replay import replay
+from steer.tools.replay import replay
 
 USER = [{"role": "user", "content": "Say something"}]
 VERSION = f"genai-prices {genai_prices.__version__}"

@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from backend_support import ARTIFACTS, ROOT, Prometheus, require, start_workload, stop, wait_until, workload_env
-from steer.phoenix import free_port
+from steer.tools.phoenix import free_port
 
 CONFIG = ROOT / "collector-config"
 CACHE = Path(os.environ.get("STEER_BACKENDS_CACHE") or Path.home() / ".cache" / "steer-backends")

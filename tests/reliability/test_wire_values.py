@@ -23,7 +23,7 @@ from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import e
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import encode_spans
 
 from recordings import load
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 from steer.events import StreamCompleteEvent
 
 from .checks import otlp_complaints
