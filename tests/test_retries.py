@@ -22,7 +22,7 @@ from google import genai
 from google.genai import types as genai_types
 
 import steer
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 
 USER = [{"role": "user", "content": "hi"}]
 FAST = {"x-steer-retry-after-ms": "1"}  # the Stainless SDKs wait this long instead of ~0.5 s
