@@ -63,6 +63,16 @@ def uninstrument() -> None:
     _instrument.uninstrument()
 
 
+def instrumentation_status() -> Any:
+    """What steer patched and what it could not (target -> status, a dict), with ``.patched`` (the
+    patched targets) and ``.peers``: other GenAI instrumentations (OpenTelemetry's openai-v2,
+    OpenLLMetry, OpenInference, OpenLIT, ...) found wrapping the same SDK methods -> those methods.
+    Each such peer is also logged once as a warning: every call it shares with steer is traced twice."""
+    from steer import instrumentation as _instrument
+
+    return _instrument.instrumentation_status()
+
+
 def wrap(client_or_stream: Any, **options: Any) -> Any:
     """Observe one client or one stream, without global patching. Same options as ``instrument``."""
     from steer.instrumentation import build_runtime
@@ -82,7 +92,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "instrument", "uninstrument", "wrap", "context", "EventProcessor", "create_event_processor", "PredicateFilter",
+    "instrument", "uninstrument", "instrumentation_status", "wrap", "context", "EventProcessor", "create_event_processor", "PredicateFilter",
     "EventTransformer", "StreamEvent", "StreamStartEvent", "StreamDeltaEvent", "StreamUsageEvent",
     "StreamCompleteEvent", "StreamErrorEvent", "StreamStallEvent", "Usage", "ToolCall", "__version__",
 ]

@@ -33,6 +33,22 @@ class _State:
     patches: Dict[Tuple[str, str, str], Tuple[Any, str, Any]] = field(default_factory=dict)
     status: Dict[str, str] = field(default_factory=dict)
     hooked: Set[Tuple[str, str, str]] = field(default_factory=set)  # targets with a post-import hook
+    peers: Dict[str, List[str]] = field(default_factory=dict)  # other instrumentation -> targets it wraps too
+    warned: Set[str] = field(default_factory=set)  # peers already warned about (once per process)
+
+
+class InstrumentationStatus(Dict[str, str]):
+    """Each known target -> "patched", "waiting for import", "sdk not installed" or why it could not be
+    patched (a plain dict, as before), plus ``peers``: every other GenAI instrumentation found wrapping
+    the same SDK methods -> those methods (docs/telemetry.md, "Living with other instrumentations")."""
+
+    def __init__(self, targets: Dict[str, str], peers: Dict[str, List[str]]) -> None:
+        super().__init__(targets)
+        self.peers = peers
+
+    @property
+    def patched(self) -> List[str]:
+        return [target for target, status in self.items() if status == "patched"]
 
 
 _STATE = _State()
@@ -95,8 +111,15 @@ def build_runtime(
 def instrument(**options: Any) -> None:
     """Patch every installed provider SDK (see ``steer.instrument`` for the options)."""
     with _LOCK:
-        runtime = build_runtime(**options)
-        _STATE.runtime = runtime
+        _STATE.runtime = build_runtime(**options)
+    _patch()
+
+
+def _patch() -> None:
+    with _LOCK:
+        runtime = _STATE.runtime
+        if runtime is None:
+            return
         hook, apply_now = _plan([t for t in all_targets() if t.enabled(runtime.settings.providers)])
     # Outside the lock: registering a hook may run it at once, and patching imports the SDK module,
     # which waits for an import of it in progress on another thread — whose own post-import hooks
@@ -114,16 +137,73 @@ def uninstrument() -> None:
         for owner, attribute, original in _STATE.patches.values():
             setattr(owner, attribute, original)
         _STATE.patches.clear()
+        _STATE.peers.clear()
         _STATE.runtime = None
     from steer.watchdog import WATCHDOG
 
     WATCHDOG.stop()  # streams still open lose live stall detection until the next stream opens
 
 
-def instrumentation_status() -> Dict[str, str]:
+def instrumentation_status() -> InstrumentationStatus:
     """For each known target: "patched", "waiting for import" (its SDK is not imported yet),
-    "sdk not installed", or why it could not be patched ("seam moved: ...")."""
-    return dict(_STATE.status)
+    "sdk not installed", or why it could not be patched ("seam moved: ..."); ``.peers``: the other
+    instrumentations seen on the methods steer patched, looked up again now (one may have come after)."""
+    with _LOCK:
+        _STATE.peers.clear()  # what is on the methods now: a peer may have come, or gone, since
+    _scan_peers(list(_STATE.patches))
+    return InstrumentationStatus(dict(_STATE.status), {name: list(targets) for name, targets in _STATE.peers.items()})
+
+
+def stand_aside_for(peer_uninstrument: Callable[[], None]) -> None:
+    """Let another instrumentation remove its patches without removing steer's, whichever came first.
+
+    steer restores exactly what it found, the peer restores what it found, and steer patches again
+    with the same Runtime: if the peer had wrapped steer's wrapper, or steer the peer's, neither
+    undoes the other by mistake.
+    """
+    with _LOCK:
+        runtime = _STATE.runtime
+        for owner, attribute, original in _STATE.patches.values():
+            setattr(owner, attribute, original)
+        _STATE.patches.clear()
+        _STATE.peers.clear()
+    try:
+        peer_uninstrument()
+    finally:
+        with _LOCK:
+            _STATE.runtime = runtime
+        _patch()
+
+
+def _scan_peers(keys: List[Tuple[str, str, str]]) -> None:
+    """Look for other instrumentations on these patched methods and on the public methods of the same
+    SDKs that peers wrap where steer hooks lower down; record them and warn once about each."""
+    from steer.peers import WATCHED, peers_on
+
+    packages = {key[0].split(".")[0] for key in keys}
+    for key in [*keys, *(w for w in WATCHED if w[0].split(".")[0] in packages)]:
+        package = key[0].split(".")[0]
+        if package.startswith("httpx") or key[0] not in sys.modules:  # httpx instrumentations trace HTTP, not GenAI
+            continue
+        owner: Any = sys.modules[key[0]]
+        for part in key[1].split("."):
+            owner = getattr(owner, part, None)
+        if owner is not None:
+            _note_peers(key, peers_on(getattr(owner, "__dict__", {}).get(key[2]), package))
+
+
+def _note_peers(key: Tuple[str, str, str], names: List[str]) -> None:
+    target = ".".join(key)
+    for name in names:
+        targets = _STATE.peers.setdefault(name, [])
+        if target not in targets:
+            targets.append(target)
+        if name not in _STATE.warned:
+            _STATE.warned.add(name)
+            log.warning(
+                "steer: %s also instruments %s: each call is traced twice (two spans, metrics counted twice). "
+                "Keep one: uninstrument or uninstall it, or leave steer out (docs/telemetry.md, "
+                "'Living with other instrumentations').", name, target)
 
 
 def _plan(targets: List[Target]) -> Tuple[List[Target], List[Target]]:
@@ -192,6 +272,7 @@ def _apply(target: Target, get_runtime: Callable[[], Optional[Runtime]]) -> None
         setattr(owner, target.attribute, wrapt.FunctionWrapper(original, factory(target.spec, get_runtime)))
         _STATE.patches[key] = (owner, target.attribute, original)
         _STATE.status[name] = "patched"
+    _scan_peers([key])
 
 
 def patched_targets() -> List[str]:

@@ -12,6 +12,8 @@ is the same as ``steer.instrument(...)``, for applications that manage instrumen
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any, Collection
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
@@ -34,3 +36,31 @@ class SteerInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         import steer
 
         steer.uninstrument()
+
+
+def post_instrument() -> None:
+    """``opentelemetry_post_instrument`` entry point: runs once, after the launcher has loaded every
+    installed instrumentor, in whatever order it found them.
+
+    ``opentelemetry-bootstrap`` installs opentelemetry-instrumentation-openai-v2 for any application
+    that uses openai, so with steer installed the launcher loads both on the same methods: two
+    ``chat`` spans per call and every metric twice. Whoever installed steer asked for it; openai-v2
+    came with the bootstrap default. So when steer is on for openai, openai-v2 is asked to stand
+    down through its own public ``uninstrument()`` (docs/design-decisions.md, "One GenAI span when
+    opentelemetry-instrument loads steer and openai-v2"). To keep openai-v2 instead:
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=steer``. Other instrumentations are reported, not removed.
+    """
+    from steer import instrumentation
+
+    runtime = instrumentation.current_runtime()
+    if runtime is None:  # steer disabled (or failed to start): the other instrumentations keep their place
+        return
+    openai_v2 = sys.modules.get("opentelemetry.instrumentation.openai_v2")
+    if openai_v2 is not None and "openai" in runtime.settings.providers:
+        peer = openai_v2.OpenAIInstrumentor()  # BaseInstrumentor is a singleton: the launcher's instance
+        if peer.is_instrumented_by_opentelemetry:
+            instrumentation.stand_aside_for(peer.uninstrument)
+            logging.getLogger("steer").info(
+                "steer: opentelemetry-instrumentation-openai-v2 stood down so each OpenAI call is traced once, by steer "
+                "(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=steer keeps openai-v2 instead)")
+    instrumentation.instrumentation_status()  # warns once about any other instrumentation on the same methods
