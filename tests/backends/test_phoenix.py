@@ -163,7 +163,8 @@ def test_phoenix_sessions_view_shows_one_sessions_calls_together(phoenix: Phoeni
     url = f"{phoenix.server.project_url('steer-sessions')}/sessions/{session['id']}"
     with Chromium(binary, width=1600, height=1100) as browser:
         browser.navigate(url)
-        text = browser.wait_for_text(SESSION, timeout=90)
+        # Each call is a turn of the session, with the user Phoenix read from user.id.
+        text = browser.wait_for_text(SESSION, "Turn 03", "USER: user-7", timeout=120)
         time.sleep(1.0)  # let the conversation view finish its layout before the picture
         shot = browser.screenshot(ARTIFACTS / "phoenix-steer-session.png")
     assert shot.stat().st_size > 20_000
