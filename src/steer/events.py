@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 DeltaKind = Literal["text", "tool_call", "reasoning", "refusal"]
 UsageSource = Literal["reported", "estimated", "none"]
-StreamEnd = Literal["complete", "closed_early", "abandoned", "error"]
+StreamEnd = Literal["complete", "closed_early", "abandoned", "cancelled", "error"]
 
 
 # The token counts a Usage lists when read as a mapping, in this order (see Usage).

@@ -1,7 +1,7 @@
 """The per-call state machine (Session) and the Runtime it reports to.
 
 A Session is opened before the request is sent (t0), sees every chunk (O(1) work each), and
-finishes exactly once — drained, closed early, failed, or abandoned — whichever comes first.
+finishes exactly once — drained, closed early, failed, cancelled, or abandoned — whichever comes first.
 Everything steer does for a call is behind ``_guard``-style try/except: steer's own failures are
 logged once, counted, and never reach the caller.
 """
@@ -230,6 +230,11 @@ class Session:
             self.done = True
         if self.stall_after_ns:
             WATCHDOG.discard(self)
+        if error is not None and not isinstance(error, Exception):
+            # Not a failure of the call: the caller's own cancellation (CancelledError, KeyboardInterrupt,
+            # SystemExit, anyio/trio cancellation) or the stream being closed (GeneratorExit). No
+            # error.type, status UNSET; the exception itself propagates untouched from the shell.
+            end, error = ("closed_early" if isinstance(error, GeneratorExit) else "cancelled"), None
         try:
             self._finish(end, error)
         except Exception as exc:

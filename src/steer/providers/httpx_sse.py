@@ -28,15 +28,24 @@ _STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)  # up to a closing qu
 _STRUCTURAL = re.compile(r'"|[{\[]+|[}\]]+')
 
 
+# Events after which a provider sends nothing more that matters: a reader that closes the response
+# once one arrived read the whole answer (``complete``, not ``closed_early``).
+TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.failed", "response.incomplete"})
+# Events the SDKs read past without handing the caller anything: not chunks (keep-alive comments
+# never become events at all).
+NOT_CHUNKS = frozenset({"ping"})
+
+
 class SSEFrames:
-    """SSE bytes -> JSON frames. ``[DONE]`` ends nothing by itself; data that is not a JSON object is counted."""
+    """SSE bytes -> JSON frames. ``[DONE]`` ends nothing by itself; data that is not a JSON object is
+    counted. ``done``: the stream's terminal event arrived (``[DONE]`` or ``TERMINAL_EVENTS``)."""
 
     __slots__ = ("_sse", "_bad", "done")
 
     def __init__(self, max_chars: int = MAX_FRAME_CHARS) -> None:
         self._sse = SSEDecoder(max_event_chars=max_chars)
         self._bad = 0
-        self.done = False  # `data: [DONE]` seen: the stream reached its end marker
+        self.done = False  # `data: [DONE]` or a terminal event seen: the stream reached its end marker
 
     @property
     def bad(self) -> int:
@@ -58,6 +67,11 @@ class SSEFrames:
             if text.startswith("[DONE]"):
                 self.done = True
                 continue
+            name = event.event if event.event != "message" else ""
+            if name in NOT_CHUNKS:
+                continue
+            if name in TERMINAL_EVENTS:
+                self.done = True
             try:
                 value = json.loads(text)
             except _NOT_JSON:
@@ -66,7 +80,6 @@ class SSEFrames:
             if type(value) is not dict:  # `data: null`, a number, a list: no provider frame looks like that
                 self._bad += 1
                 continue
-            name = event.event if event.event != "message" else ""
             if name == "error" and isinstance(value, dict) and "type" not in value:
                 value = {"type": "error", **value}
             out.append((name, view(value)))
@@ -83,7 +96,7 @@ class JsonArrayFrames:
     of it: a larger one is scanned through, dropped and counted in ``bad``.
     """
 
-    __slots__ = ("_utf8", "_parts", "_size", "_depth", "_in_string", "_escape", "_open", "_dropping", "_max", "bad")
+    __slots__ = ("_utf8", "_parts", "_size", "_depth", "_in_string", "_escape", "_open", "_dropping", "_max", "bad", "done")
 
     def __init__(self, max_chars: int = MAX_FRAME_CHARS) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -96,6 +109,7 @@ class JsonArrayFrames:
         self._dropping = False  # the open element outgrew max_chars: scanned, not kept
         self._max = max_chars
         self.bad = 0
+        self.done = False  # the top-level array closed: the whole answer arrived
 
     def feed(self, data: bytes) -> List[Frame]:
         text = self._utf8.decode(data)
@@ -129,6 +143,8 @@ class JsonArrayFrames:
                     self._parts, self._size, self._dropping = [], 0, False
             else:
                 self._depth = d - len(run)
+                if self._depth <= 0 < d:
+                    self.done = True
                 if self._open and d >= 2 > self._depth:  # the closer back to depth 1 ends the element
                     self._open, end = False, m.start() + d - 1
                     if self._keep(text[start:end]):

@@ -86,7 +86,13 @@ class Instruments:
             attrs[sc.RESPONSE_MODEL] = str(outcome.response_model)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
         if outcome.error_type:
             attrs[sc.ERROR_TYPE] = str(outcome.error_type)[:sc.MAX_METRIC_ATTRIBUTE_CHARS]
-        (self.duration if call.operation in sc.INFERENCE_OPERATIONS else self.other_duration).record(outcome.duration_s, attrs)
+        duration = self.duration if call.operation in sc.INFERENCE_OPERATIONS else self.other_duration
+        if call.streaming:
+            # How the stream ended (5 values): dashboards tell a caller's cancellation (or a consumer that
+            # stopped early) from an error, on the duration metric only.
+            duration.record(outcome.duration_s, {**attrs, sc.STREAM_END: outcome.end})
+        else:
+            duration.record(outcome.duration_s, attrs)
         if call.streaming:
             self.chunks.record(outcome.chunks, attrs)
             if outcome.ttfc_s is not None:

@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from steer.pipeline import Session
 from steer.wrapping.calls import IN_CALL, RuntimeGetter, open_session
+from steer.wrapping.ends import cancelling, closing_end, current_task, dropped_end, unhooked
 from steer.wrapping.specs import ApiSpec
 
 
@@ -79,14 +80,14 @@ class SyncGeneratorProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.close()
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end())
 
     def __del__(self) -> None:
         # Collected without being drained or closed. No context is touched here, so this is safe from
         # any thread and from the garbage collector.
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
-            session.finish("abandoned")
+            session.finish(dropped_end())
 
 
 class AsyncGeneratorProxy(wrapt.ObjectProxy):
@@ -97,8 +98,11 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
         self._self_session = session
         self._self_ctx = _span_context(session)
 
-    def __aiter__(self) -> "AsyncGeneratorProxy":
-        return self
+    def __aiter__(self) -> Any:
+        # ``async for`` gets its own iterator, closed at once when the loop drops it (``unhooked``): a
+        # cancellation of the task while the loop body awaits is seen there (the proxy itself may live
+        # on in a traceback). ``anext(proxy)`` still goes through ``__anext__``.
+        return unhooked(_looped(self))
 
     def __anext__(self) -> Any:
         return self._self_step(self.__wrapped__.__anext__)
@@ -119,7 +123,7 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
         except StopAsyncIteration:
             session.finish("complete")
             raise
-        except BaseException as exc:  # includes CancelledError: the call did not complete
+        except BaseException as exc:  # a CancelledError ends it `cancelled` (Session.finish)
             session.finish("error", exc)
             raise
         finally:
@@ -136,14 +140,31 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.aclose()
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end())
 
     def __del__(self) -> None:
         # The event loop's async-generator finaliser closes the wrapped generator; only the span is
         # ended here, with no context attached or detached.
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
-            session.finish("abandoned")
+            session.finish(dropped_end())
+
+
+async def _looped(proxy: AsyncGeneratorProxy) -> Any:
+    """``async for`` over the proxy: its steps, and ``cancelled`` when the loop is left by a
+    cancellation of the task that reads it (see ``_observed_async`` in proxies.py)."""
+    step, task = proxy.__anext__, current_task()
+    try:
+        while True:
+            try:
+                chunk = await step()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    except GeneratorExit:
+        if cancelling(task):
+            proxy._self_session.finish("cancelled")
+        raise
 
 
 def _observe(session: Session, result: Any, proxy: type, protocol: str) -> Any:

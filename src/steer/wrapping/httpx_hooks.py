@@ -19,6 +19,7 @@ from steer.pipeline import Runtime, Session
 from steer.providers.httpx_sse import framer_for
 from steer.wrapping import httpx_routes
 from steer.wrapping.calls import IN_CALL
+from steer.wrapping.ends import cancelling, closing_end, current_task, dropped_end
 from steer.wrapping.specs import Target
 
 
@@ -37,10 +38,13 @@ class _Feed:
         try:
             for _, frame in self.framer.feed(data):
                 error = frame.error
-                if error is not None and self.session.asm.error is None:
+                if error is not None:
                     # {"error": {...}} inside a 200 stream (OpenAI-compatible, Anthropic, Gemini): the SDKs
                     # raise here; a raw reader gets the bytes, and the span records the provider's error.
-                    self.session.asm.error = error._d if hasattr(error, "_d") else {"message": str(error)}
+                    # Not a chunk: the SDK hands the caller an exception, not an item.
+                    if self.session.asm.error is None:
+                        self.session.asm.error = error._d if hasattr(error, "_d") else {"message": str(error)}
+                    continue
                 self.session.on_chunk(frame)
         except Exception as exc:
             self.session.rt.internal_error("httpx_feed", exc)
@@ -62,11 +66,23 @@ class _Feed:
             session.asm.decode_errors += self.framer.bad
         except Exception as exc:
             session.rt.internal_error("httpx_end", exc)
-        if how in ("closed_early", "abandoned") and getattr(self.framer, "done", False):
-            # The reader stopped at `data: [DONE]` (the openai SDK does; so do httpx-sse loops that
-            # `break` there) before the chunked body's last empty chunk: nothing was cut short.
+        if how in ("closed_early", "abandoned", "cancelled") and self._reached_end():
+            # The reader stopped at the terminal event (`data: [DONE]`, `message_stop`, ...: the openai
+            # SDK does, so do LiteLLM and httpx-sse loops that `break` there) before the chunked body's
+            # last empty chunk: nothing was cut short.
             how = "complete"
         session.finish(how, error)
+
+    def _reached_end(self) -> bool:
+        if getattr(self.framer, "done", False):
+            return True
+        # Chat / legacy Completions / Gemini have no terminal event besides `[DONE]` (Gemini's SSE not
+        # even that): the last chunk is the one that gives every choice its finish reason.
+        asm = self.session.asm
+        return self.session.call.api in _FINISH_ENDS and bool(asm.finish) and all(c in asm.finish for c in asm.text)
+
+
+_FINISH_ENDS = frozenset({"openai.chat.completions", "openai.completions", "google.generate_content_stream"})
 
 
 def _error_body(frames: Any, status: int) -> dict:
@@ -96,8 +112,9 @@ class _Tee:
             for piece in self._inner:
                 self._feed.bytes_(piece)
                 yield piece
-        except GeneratorExit:  # the reader stopped and dropped the iterator
-            self._feed.end("abandoned")
+        except GeneratorExit:  # the reader stopped reading: closing the response (or dropping it) decides
+            if cancelling():
+                self._feed.end("cancelled")
             raise
         except BaseException as exc:
             self._feed.end("error", exc)
@@ -108,15 +125,17 @@ class _Tee:
         try:
             self._inner.close()
         finally:
-            self._feed.end("closed_early")
+            self._feed.end(closing_end())
 
     async def __aiter__(self) -> Any:
+        task = current_task()  # the reader: a close from the loop's finaliser reports its cancellation
         try:
             async for piece in self._inner:
                 self._feed.bytes_(piece)
                 yield piece
         except GeneratorExit:
-            self._feed.end("abandoned")
+            if cancelling(task):
+                self._feed.end("cancelled")
             raise
         except BaseException as exc:
             self._feed.end("error", exc)
@@ -127,12 +146,12 @@ class _Tee:
         try:
             await self._inner.aclose()
         finally:
-            self._feed.end("closed_early")
+            self._feed.end(closing_end())  # `cancelled` when `async with client.stream()` is left by a cancellation
 
     def __del__(self) -> None:
         feed = getattr(self, "_feed", None)
         if feed is not None and not feed.session.done:
-            feed.end("abandoned")
+            feed.end(dropped_end())
 
 
 _TEES: Dict[Tuple[str, bool], type] = {}

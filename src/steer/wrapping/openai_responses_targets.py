@@ -23,6 +23,7 @@ from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import openai as openai_urls
 from steer.providers import openai_responses as provider
+from steer.wrapping.ends import closing_end
 from steer.wrapping.proxies import AsyncStreamProxy, SyncStreamProxy
 from steer.wrapping.specs import ApiSpec, Target, client_base_url
 
@@ -51,7 +52,7 @@ RESPONSES_PARSE = ApiSpec("openai.responses", _parse, provider.ResponsesDecoder)
 def _end_observed(helper: Any) -> None:
     raw = getattr(helper, "_raw_stream", None)
     if isinstance(raw, (SyncStreamProxy, AsyncStreamProxy)):
-        raw._self_session.finish("closed_early")
+        raw._self_session.finish(closing_end())
 
 
 def helper_close_sync(spec: ApiSpec, get_runtime: Callable[[], Any]) -> Callable[..., Any]:

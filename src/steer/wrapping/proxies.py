@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Dict, Iterator
 import wrapt
 
 from steer.pipeline import Session
+from steer.wrapping.ends import cancelling, closing_end, current_task, dropped_end, unhooked
 
 
 _FORWARDERS: Dict[Any, bool] = {}  # an SDK stream class's __iter__/__aiter__ -> it only forwards _iterator
@@ -101,7 +102,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.close()
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end())
 
     def __enter__(self) -> "SyncStreamProxy":
         self.__wrapped__.__enter__()
@@ -111,14 +112,14 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end(exc))  # `cancelled` when a KeyboardInterrupt & co. leave the block
 
     def __del__(self) -> None:
         # Abandoned without close: end the span here. No context is attached or detached, so this is
         # safe from any thread or from the loop's async-generator finaliser.
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
-            session.finish("abandoned")
+            session.finish(dropped_end())
 
 
 def _observed(proxy: SyncStreamProxy, items: Any, session: Session) -> Iterator[Any]:
@@ -131,7 +132,7 @@ def _observed(proxy: SyncStreamProxy, items: Any, session: Session) -> Iterator[
     Same chunks, same exceptions (the SDK's, re-raised untouched). The stream ends here only when the
     SDK's iterator ends or raises; a ``break`` closes this generator (GeneratorExit), which ends
     nothing: ``close()``, ``__exit__`` or garbage collection of the proxy decide how the call ended,
-    exactly as with ``__next__``.
+    exactly as with ``__next__`` — unless the loop is being left by a cancellation of its task.
     """
     on_chunk = session.on_chunk
     try:
@@ -142,6 +143,8 @@ def _observed(proxy: SyncStreamProxy, items: Any, session: Session) -> Iterator[
                 session.rt.internal_error("on_chunk", exc)
             yield chunk
     except GeneratorExit:
+        if cancelling():
+            session.finish("cancelled")
         raise
     except BaseException as exc:  # the SDK's exception: recorded, then re-raised untouched
         session.finish("error", exc)
@@ -164,7 +167,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         # chunk costs one generator resume instead of two coroutines (the proxy's ``__anext__`` and
         # the SDK's). ``anext(stream)`` still goes through ``__anext__``.
         items = _items(self.__wrapped__, "__aiter__")
-        return self if items is None else _observed_async(self, items, self._self_session)
+        return self if items is None else unhooked(_observed_async(self, items, self._self_session))
 
     async def __anext__(self) -> Any:
         next_chunk, on_chunk = _async_hot(self)
@@ -186,14 +189,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.close()
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end())
 
     async def aclose(self) -> Any:
         inner = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
         try:
             return await inner()
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end())
 
     async def __aenter__(self) -> "AsyncStreamProxy":
         await self.__wrapped__.__aenter__()
@@ -203,22 +206,26 @@ class AsyncStreamProxy(wrapt.ObjectProxy):
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            self._self_session.finish("closed_early")
+            self._self_session.finish(closing_end(exc))  # `cancelled` when a cancellation leaves the block
 
     def __del__(self) -> None:
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done:
-            session.finish("abandoned")
+            session.finish(dropped_end())
 
 
 async def _observed_async(proxy: AsyncStreamProxy, items: Any, session: Session) -> AsyncIterator[Any]:
     """``_observed`` for async streams: same chunks, same exceptions, same ends.
 
-    A ``break`` leaves this generator suspended, as it leaves the SDK's own; once it is garbage the
-    event loop's async-generator finaliser closes it (one loop iteration later), which releases the
-    proxy, whose ``__del__`` ends an unclosed call as abandoned.
+    A ``break`` leaves the SDK's generator suspended; this one is closed at once as the loop drops it
+    (it is ``unhooked``), which ends nothing: the proxy's ``close``/``__aexit__``/``__del__`` decide,
+    as for sync streams. When the loop is left by a cancellation of its task (the loop body awaited
+    something else), that close happens while the task unwinds the cancellation: ``cancelled``; so
+    it is when an enclosing generator is closed later, after the task that read this one was cancelled
+    (a Starlette ``StreamingResponse`` whose client went away while it was sending).
     """
     on_chunk = session.on_chunk
+    task = current_task()  # once per stream: the reader, whose cancellation a later close reports
     try:
         async for chunk in items:
             try:
@@ -227,6 +234,8 @@ async def _observed_async(proxy: AsyncStreamProxy, items: Any, session: Session)
                 session.rt.internal_error("on_chunk", exc)
             yield chunk
     except GeneratorExit:
+        if cancelling(task):
+            session.finish("cancelled")
         raise
     except BaseException as exc:  # the SDK's exception: recorded, then re-raised untouched
         session.finish("error", exc)
@@ -269,7 +278,7 @@ class RawResponseProxy(wrapt.ObjectProxy):
     def __del__(self) -> None:
         session = getattr(self, "_self_session", None)
         if session is not None and not session.done and self._self_parsed is None:
-            session.finish("abandoned")
+            session.finish(dropped_end())
 
 
 class AsyncRawResponseProxy(RawResponseProxy):
