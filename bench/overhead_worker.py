@@ -102,10 +102,12 @@ class Telemetry:
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.reader])
 
     def spans(self) -> List[Any]:
+        self.tracer_provider.force_flush()  # steer records a call's end on its background thread
         return list(self.exporter.get_finished_spans())
 
     def metric_points(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
+        self.tracer_provider.force_flush()  # drains steer's end-of-call queue (metric points too)
         data = self.reader.get_metrics_data()
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:
@@ -174,7 +176,7 @@ class Worker:
         # its CPU time does not land in the timed streams (CPU is measured for every thread).
         deadline = time.monotonic() + timeout
         for t in threading.enumerate():
-            if t is not threading.main_thread() and t.daemon:
+            if t is not threading.main_thread() and t.daemon and t.name != "steer-end-of-call":  # that one lives on
                 t.join(max(0.0, deadline - time.monotonic()))
 
     def _client(self, work: Any) -> Any:

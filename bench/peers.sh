@@ -14,12 +14,21 @@ PY="${PYTHON:-python3}"
 VENV="$HERE/.venv-peers"
 STAMP="$VENV/.installed"
 if [ ! -f "$STAMP" ] || [ "$HERE/peers/requirements.lock.txt" -nt "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-  "${PIP[@]}" install --upgrade pip
-  "${PIP[@]}" install --no-deps -r "$HERE/peers/requirements.lock.txt"
-  "${PIP[@]}" install --no-deps -e "$REPO"
+  if command -v uv >/dev/null; then  # uv: the same pinned install, ~10x faster than pip
+    [ -x "$VENV/bin/python" ] || uv venv -q --python "$PY" "$VENV"
+    PIP=(env VIRTUAL_ENV="$VENV" uv pip install -q)
+  else
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q install)
+  fi
+  "${PIP[@]}" --no-deps -r "$HERE/peers/requirements.lock.txt"
+  "${PIP[@]}" --no-deps -e "$REPO"
   touch "$STAMP"
+fi
+if [ "${1:-}" = "--setup-only" ]; then exit 0; fi
+if [ "${1:-}" = "--percall" ]; then  # make bench-percall
+  shift
+  exec "$VENV/bin/python" "$HERE/percall.py" "$@"
 fi
 if [ "${1:-}" = "--inprocess" ]; then
   shift

@@ -97,8 +97,19 @@ class Workload:
         return sum(len(e) for e in self.events)
 
     # -- clients ----------------------------------------------------------------------------------------
-    def transport(self, httpx_mod: Any, is_async: bool, yield_per_event: bool = True) -> Any:
+    def response_json(self) -> Dict[str, Any]:
+        """The same answer as one non-streaming response body."""
+        raise NotImplementedError
+
+    def transport(self, httpx_mod: Any, is_async: bool, yield_per_event: bool = True, streaming: bool = True) -> Any:
         events, headers = self.events, self.headers
+        if not streaming:
+            body = json.dumps(self.response_json()).encode()
+            json_headers = {"content-type": "application/json", "x-request-id": headers["x-request-id"]}
+
+            def json_handler(request: Any) -> Any:
+                return httpx_mod.Response(200, headers=json_headers, content=body)
+            return httpx_mod.MockTransport(json_handler)
         if not is_async:
             def handler(request: Any) -> Any:
                 return httpx_mod.Response(200, headers=headers, content=iter(events))
@@ -151,11 +162,20 @@ class OpenAIChat(Workload):
     def chunks_yielded(self) -> int:
         return self.content_chunks + (3 if self.include_usage else 2)
 
-    def client(self, is_async: bool, yield_per_event: bool = True) -> Any:
+    def response_json(self) -> Dict[str, Any]:
+        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": self.completion_tokens,
+                 "total_tokens": PROMPT_TOKENS + self.completion_tokens}
+        return {"id": "chatcmpl-CfBenchSyntheticStream0000001", "object": "chat.completion", "created": CREATED,
+                "model": OPENAI_MODEL, "service_tier": "default", "system_fingerprint": "fp_0ba0d124f1",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text, "refusal": None},
+                             "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage if self.include_usage else None}
+
+    def client(self, is_async: bool, yield_per_event: bool = True, streaming: bool = True) -> Any:
         import openai
 
         httpx_mod = importlib.import_module(self.http_lib)
-        transport = self.transport(httpx_mod, is_async, yield_per_event)
+        transport = self.transport(httpx_mod, is_async, yield_per_event, streaming)
         base = "http://bench.invalid/v1"
         if is_async:
             return openai.AsyncOpenAI(api_key="x", base_url=base, max_retries=0,
@@ -169,8 +189,12 @@ class OpenAIChat(Workload):
             kw["stream_options"] = {"include_usage": True}
         return kw
 
-    def call(self, client: Any) -> Any:
-        return client.chat.completions.create(**self.kwargs())
+    def call(self, client: Any, streaming: bool = True) -> Any:
+        kw = self.kwargs()
+        if not streaming:
+            kw.pop("stream_options", None)
+            kw["stream"] = False
+        return client.chat.completions.create(**kw)
 
     @staticmethod
     def chunk_text(chunk: Any) -> str:
@@ -208,11 +232,18 @@ class AnthropicMessages(Workload):
     def chunks_yielded(self) -> int:
         return self.content_chunks + 5  # the SDK swallows `ping`
 
-    def client(self, is_async: bool, yield_per_event: bool = True) -> Any:
+    def response_json(self) -> Dict[str, Any]:
+        return {"model": ANTHROPIC_MODEL, "id": "msg_01BenchSyntheticStream000001", "type": "message",
+                "role": "assistant", "content": [{"type": "text", "text": self.text}], "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": self.completion_tokens} if self.include_usage
+                else {"input_tokens": 0, "output_tokens": 0}}
+
+    def client(self, is_async: bool, yield_per_event: bool = True, streaming: bool = True) -> Any:
         import anthropic
 
         httpx_mod = importlib.import_module(self.http_lib)
-        transport = self.transport(httpx_mod, is_async, yield_per_event)
+        transport = self.transport(httpx_mod, is_async, yield_per_event, streaming)
         base = "http://bench.invalid"
         if is_async:
             return anthropic.AsyncAnthropic(api_key="x", base_url=base, max_retries=0,
@@ -223,8 +254,8 @@ class AnthropicMessages(Workload):
         return dict(model=ANTHROPIC_MODEL, max_tokens=4096, stream=True, system=SYSTEM,
                     messages=[{"role": "user", "content": PROMPT}])
 
-    def call(self, client: Any) -> Any:
-        return client.messages.create(**self.kwargs())
+    def call(self, client: Any, streaming: bool = True) -> Any:
+        return client.messages.create(**dict(self.kwargs(), stream=streaming))
 
     @staticmethod
     def chunk_text(chunk: Any) -> str:

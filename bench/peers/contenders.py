@@ -108,7 +108,7 @@ def steer_(ctx: Ctx) -> None:
     import threading
 
     for t in threading.enumerate():
-        if t is not threading.main_thread() and t.daemon:
+        if t is not threading.main_thread() and t.daemon and t.name != "steer-end-of-call":  # that one lives on
             t.join(60)
     ctx.note("waited for steer's encoding warm-up thread before the timed streams")
 
@@ -242,10 +242,12 @@ class Telemetry:
         self.log_exporter.clear()
 
     def finished_spans(self):
+        self.tracer_provider.force_flush()  # steer records a call's end on its background thread
         return list(self.span_exporter.get_finished_spans())
 
     def logs(self):
         return list(self.log_exporter.get_finished_logs())
 
     def metrics_data(self):
+        self.tracer_provider.force_flush()  # drains steer's end-of-call queue (metric points too)
         return self.metric_reader.get_metrics_data()

@@ -45,7 +45,9 @@ def instrument(
     Extra options: ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
     content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``,
     ``json_max_depth`` / ``json_max_bytes`` (bounds of JSON-mode tracking), ``stall_after`` (seconds of
-    silence before an open stream is reported stalled; None/0: off) and ``on_stall`` (its callback).
+    silence before an open stream is reported stalled; None/0: off) and ``on_stall`` (its callback),
+    ``finish_in_background`` (default True: the end of a call is recorded on steer's background thread;
+    see ``flush``).
     """
     from steer import instrumentation as _instrument
 
@@ -73,6 +75,19 @@ def instrumentation_status() -> Any:
     return _instrument.instrumentation_status()
 
 
+def flush(timeout: Optional[float] = 5.0) -> bool:
+    """Wait until every call that already ended is recorded (span ended, metric points taken).
+
+    steer records the end of a call on a background thread (``finish_in_background``, the default);
+    ``flush()`` is for code that reads an exporter right after a call (tests). The ``force_flush()``
+    and ``shutdown()`` of the providers steer reports to, ``uninstrument()`` and interpreter exit
+    flush too. True when everything was recorded within ``timeout`` seconds.
+    """
+    from steer.telemetry import background
+
+    return background.flush(timeout)
+
+
 def wrap(client_or_stream: Any, **options: Any) -> Any:
     """Observe one client or one stream, without global patching. Same options as ``instrument``."""
     from steer.instrumentation import build_runtime
@@ -92,7 +107,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "instrument", "uninstrument", "instrumentation_status", "wrap", "context", "EventProcessor", "create_event_processor", "PredicateFilter",
+    "instrument", "uninstrument", "instrumentation_status", "flush", "wrap", "context", "EventProcessor", "create_event_processor", "PredicateFilter",
     "EventTransformer", "StreamEvent", "StreamStartEvent", "StreamDeltaEvent", "StreamUsageEvent",
     "StreamCompleteEvent", "StreamErrorEvent", "StreamStallEvent", "Usage", "ToolCall", "__version__",
 ]

@@ -43,6 +43,9 @@ class Settings:
     # Off by default: also put estimated token counts in gen_ai.usage.* (steer.usage.source=estimated
     # still says so), for trace UIs that read tokens and cost from there only.
     estimates_in_usage_attributes: bool = False
+    # End-of-call work (usage estimate, attributes, metric points, span end) on steer's one background
+    # thread, so the caller's loop ends as soon as the SDK's; False: on the caller's thread, as it ends.
+    finish_in_background: bool = True
     callbacks: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +85,7 @@ def load_settings(
     stall_after: Any = UNSET,
     cost: Optional[bool] = None,
     estimates_in_usage_attributes: Optional[bool] = None,
+    finish_in_background: Optional[bool] = None,
 ) -> Settings:
     if isinstance(providers, str):
         providers = (providers,)
@@ -119,6 +123,9 @@ def load_settings(
         estimates_in_usage_attributes=(
             estimates_in_usage_attributes if estimates_in_usage_attributes is not None
             else _env_bool("STEER_ESTIMATES_IN_USAGE_ATTRIBUTES", False)
+        ),
+        finish_in_background=(
+            finish_in_background if finish_in_background is not None else _env_bool("STEER_FINISH_IN_BACKGROUND", True)
         ),
     )
 

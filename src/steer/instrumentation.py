@@ -19,6 +19,7 @@ import wrapt
 from steer.callbacks import Listeners
 from steer.config import UNSET, Settings, load_settings
 from steer.pipeline import Runtime
+from steer.telemetry import background
 from steer.wrapping.calls import async_wrapper, sync_wrapper
 from steer.wrapping.registry import all_targets
 from steer.wrapping.specs import Target
@@ -82,12 +83,14 @@ def build_runtime(
     on_stall: Optional[Callable[..., Any]] = None,
     cost: Optional[bool] = None,
     estimates_in_usage_attributes: Optional[bool] = None,
+    finish_in_background: Optional[bool] = None,
 ) -> Runtime:
     settings = load_settings(
         providers=providers, capture_content=capture_content, estimate_usage=estimate_usage,
         content_max_chars=content_max_chars, redact=redact, chunk_gap_metric=chunk_gap_metric,
         provider_name=provider_name, json_max_depth=json_max_depth, json_max_bytes=json_max_bytes,
         stall_after=stall_after, cost=cost, estimates_in_usage_attributes=estimates_in_usage_attributes,
+        finish_in_background=finish_in_background,
     )
     from steer import otel_setup
 
@@ -120,7 +123,7 @@ def _patch() -> None:
         runtime = _STATE.runtime
         if runtime is None:
             return
-        hook, apply_now = _plan([t for t in all_targets() if t.enabled(runtime.settings.providers)])
+        hook, apply_now = _plan(all_targets(runtime.settings.providers))
     # Outside the lock: registering a hook may run it at once, and patching imports the SDK module,
     # which waits for an import of it in progress on another thread — whose own post-import hooks
     # (the SDK modules import each other) take _LOCK. Waiting on an import while holding _LOCK is a
@@ -132,7 +135,7 @@ def _patch() -> None:
 
 
 def uninstrument() -> None:
-    """Restore every patched attribute exactly; idempotent."""
+    """Restore every patched attribute exactly, then record the calls that already ended; idempotent."""
     with _LOCK:
         for owner, attribute, original in _STATE.patches.values():
             setattr(owner, attribute, original)
@@ -142,6 +145,7 @@ def uninstrument() -> None:
     from steer.watchdog import WATCHDOG
 
     WATCHDOG.stop()  # streams still open lose live stall detection until the next stream opens
+    background.flush(5.0)
 
 
 def instrumentation_status() -> InstrumentationStatus:

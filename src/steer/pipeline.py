@@ -35,6 +35,7 @@ from steer.providers.base import Assembly, Decoder, choice_order
 from steer.telemetry.exportable import check_outcome
 from steer.telemetry.metrics import Instruments, base_metric_attributes
 from steer.telemetry.semconv import conventions
+from steer.telemetry import background
 from steer.telemetry.spans import SpanRecorder
 from steer.watchdog import WATCHDOG
 
@@ -50,6 +51,11 @@ class Runtime:
         self.spans = SpanRecorder(tracer_provider, settings)
         self.instruments = Instruments(meter_provider, conventions(settings.semconv), stalled=self._stalled_streams)
         self.listeners = listeners
+        # End-of-call work off the caller's thread, unless a listener must see the end there: plain
+        # callbacks run inline, in event order, before the caller's loop ends (docs/events.md).
+        self.background = settings.finish_in_background and not listeners.active
+        if self.background:
+            background.chain_flush(tracer_provider, meter_provider)
         self._logged: set = set()
         self._lock = threading.Lock()
         self.internal_errors = 0
@@ -94,7 +100,7 @@ class Session:
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
-        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls", "attempts",
+        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls", "attempts", "ending",
     )
 
     def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
@@ -137,7 +143,7 @@ class Session:
         self.span = rt.spans.start(call, self.wall0, content, attached.values if attached is not None else None)
         self.stall_after_ns = int(settings.stall_after * 1e9) if settings.stall_after and call.streaming else 0
         if call.streaming:
-            rt.instruments.active.add(1, self.metric_attrs)
+            rt.instruments.open_streams.opened(self.metric_attrs)
             self.active_counted = True
             if self.stall_after_ns:
                 WATCHDOG.add(self)
@@ -224,6 +230,13 @@ class Session:
 
     # -- end (exactly once) --------------------------------------------------------------------------
     def finish(self, end: str, error: Optional[BaseException] = None) -> None:
+        """The call ended: take the end time, then hand the rest to ``complete_call``.
+
+        Only this part runs on the caller's thread when steer finishes in the background (the
+        default, see ``Runtime.background``): after ``done`` nothing mutates the Session any more
+        (proxies stop calling ``on_chunk``), so ``complete_call`` may run on any thread, later.
+        """
+        now = perf_counter_ns()
         with self._lock:
             if self.done:
                 return
@@ -235,14 +248,30 @@ class Session:
             # SystemExit, anyio/trio cancellation) or the stream being closed (GeneratorExit). No
             # error.type, status UNSET; the exception itself propagates untouched from the shell.
             end, error = ("closed_early" if isinstance(error, GeneratorExit) else "cancelled"), None
+        self.ending = (end, error, now)
+        rt = self.rt
         try:
-            self._finish(end, error)
+            if self.active_counted:
+                self.active_counted = False
+                rt.instruments.open_streams.closed(self.metric_attrs)
+            if rt.background and background.WORKER.submit(self.complete_call):
+                return
+        except Exception as exc:
+            rt.internal_error("finish", exc)
+        self.complete_call()
+
+    def complete_call(self) -> None:
+        """Everything the end of a call records, from the Session as ``finish`` left it (any thread).
+
+        End-of-call code goes into ``_complete`` (the Outcome, the span, the metric points, the events).
+        """
+        try:
+            self._complete(*self.ending)
         except Exception as exc:
             self.rt.internal_error("finish", exc)
             self._end_span_fallback()
 
-    def _finish(self, end: str, error: Optional[BaseException]) -> None:
-        now = perf_counter_ns()
+    def _complete(self, end: str, error: Optional[BaseException], now: int) -> None:
         rt, call, asm = self.rt, self.call, self.asm
         try:
             self.decoder.finish(asm)
@@ -293,9 +322,6 @@ class Session:
             self._retries(outcome)
         check_outcome(outcome)  # wire values OTLP cannot carry: left out or repaired, counted
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
-        if self.active_counted:
-            self.active_counted = False  # once: the fallback below must not decrement it again
-            rt.instruments.active.add(-1, self.metric_attrs)
         rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
         if rt.listeners.active:
             self._emit_end(outcome, info)
@@ -319,10 +345,7 @@ class Session:
     def _end_span_fallback(self) -> None:
         try:
             if self.span is not None and self.span.is_recording():
-                self.span.end()
-            if self.active_counted:
-                self.active_counted = False
-                self.rt.instruments.active.add(-1, self.metric_attrs)
+                self.span.end(end_time=self.wall0 + (self.ending[2] - self.t0))
         except Exception:
             pass
 

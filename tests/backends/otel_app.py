@@ -83,6 +83,7 @@ def main() -> int:
                               "exporter_log_threads": sorted({r["thread"] for r in capture.records if r["logger"].startswith("opentelemetry.exporter")}),
                               "main_thread": threading.current_thread().name}
     if own is not None:
+        steer.flush()  # the calls' ends are recorded on steer's background thread
         exporter, reader = own
         result["own_spans"] = [{"name": s.name, "attributes": dict(s.attributes or {})} for s in exporter.get_finished_spans()]
         data = reader.get_metrics_data()

@@ -184,7 +184,7 @@ def _raw_call(recording: Dict[str, Any]) -> None:
 
 
 def _telemetry_text(telemetry: Any, events: List[Any], records: List[logging.LogRecord]) -> str:
-    parts = [span.to_json() for span in telemetry.exporter.get_finished_spans()]
+    parts = [span.to_json() for span in telemetry.spans()]
     data = telemetry.reader.get_metrics_data()
     parts.append(data.to_json() if data is not None else "")
     for event in events:

@@ -6,6 +6,8 @@ here runs per chunk: every point is recorded once, when the call ends.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from steer.call import CallInfo, Outcome
@@ -45,8 +47,12 @@ class Instruments:
             sc.METRIC_STREAM_CHUNKS, unit="{chunk}", description="Chunks per streaming call.",
             explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS,
         )
-        self.active = meter.create_up_down_counter(
-            sc.METRIC_STREAMS_ACTIVE, unit="{stream}", description="Streams opened and not yet ended (leaked or hung streams stay up)."
+        # Observed at collection from steer's own count: opening and ending a stream costs an integer
+        # update, not two synchronous SDK points (~90k instructions each).
+        self.open_streams = open_streams_of(meter_provider)
+        self.active = meter.create_observable_up_down_counter(
+            sc.METRIC_STREAMS_ACTIVE, callbacks=[self.open_streams.observe], unit="{stream}",
+            description="Streams opened and not yet ended (leaked or hung streams stay up).",
         )
         self.confidence = meter.create_histogram(
             sc.METRIC_USAGE_CONFIDENCE, unit="1", description="Confidence of each usage estimate (0..1), one point per estimated call.",
@@ -141,6 +147,58 @@ class Instruments:
         # A series that had stalled streams reports 0 once they ended, rather than vanishing (a stale
         # last value would keep showing a stall that is over).
         return [Observation(counts.get(key, 0), dict(key)) for key in self._stalled_seen]
+
+
+class OpenStreams:
+    """Streams opened and not yet ended, per metric attribute set: what streams.active reports.
+
+    One per meter provider (the SDK keeps the first callback registered under a metric name, so every
+    Runtime on one provider must share it). A series that went back to 0 keeps reporting 0.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Dict[tuple, int] = {}
+
+    def opened(self, attrs: Dict[str, Any]) -> None:
+        key = tuple(attrs.items())  # base_metric_attributes builds them in one fixed order
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def closed(self, attrs: Dict[str, Any]) -> None:
+        key = tuple(attrs.items())
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) - 1
+
+    def observe(self, _options: Any = None) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            counts = list(self.counts.items())
+        return [Observation(n, dict(key)) for key, n in counts]
+
+    def reset(self) -> None:
+        """Forget every count (a fork()ed child has none of its parent's streams open)."""
+        with self._lock:
+            self.counts.clear()
+
+
+_OPEN_STREAMS: "weakref.WeakKeyDictionary[Any, OpenStreams]" = weakref.WeakKeyDictionary()
+_GLOBAL_OPEN_STREAMS = OpenStreams()  # for the global meter provider (meter_provider=None)
+_OPEN_LOCK = threading.Lock()
+
+
+def open_streams_of(meter_provider: Any) -> OpenStreams:
+    if meter_provider is None:
+        return _GLOBAL_OPEN_STREAMS
+    with _OPEN_LOCK:
+        try:
+            found = _OPEN_STREAMS.get(meter_provider)
+            if found is None:
+                found = _OPEN_STREAMS[meter_provider] = OpenStreams()
+            return found
+        except TypeError:  # not weak-referenceable: its own count (one Runtime per such provider)
+            return OpenStreams()
 
 
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:

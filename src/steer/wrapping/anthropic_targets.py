@@ -31,7 +31,7 @@ from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import anthropic as provider
 from steer.wrapping.calls import IN_CALL, async_wrapper, sync_wrapper
-from steer.wrapping.specs import ApiSpec, Target
+from steer.wrapping.specs import ApiSpec, Target, parsed_per_base_url
 
 _MESSAGES_PATH = "/v1/messages"
 
@@ -49,13 +49,16 @@ def is_messages_call(args: tuple, kwargs: dict) -> bool:
             and isinstance(method, str) and method.lower() == "post")
 
 
+_endpoint = parsed_per_base_url(provider.endpoint)
+
+
 def _call_info(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
     options = _options(args, kwargs)
     body = provider.clean_body(options.json_data, getattr(options, "extra_json", None))
     stream = kwargs.get("stream", args[2] if len(args) > 2 else False)
     # Bedrock and Vertex clients name themselves (aws.bedrock, gcp.vertex_ai) on the class.
     name = getattr(type(instance), "_gen_ai_provider_name", None)
-    address, port = provider.endpoint(getattr(instance, "base_url", None))
+    address, port = _endpoint(getattr(instance, "base_url", None))
     return provider.messages_call_info(
         body, streaming=bool(stream),
         provider=settings.provider_name_override or (name if isinstance(name, str) and name else provider.PROVIDER),

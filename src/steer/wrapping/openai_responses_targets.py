@@ -25,12 +25,14 @@ from steer.providers import openai as openai_urls
 from steer.providers import openai_responses as provider
 from steer.wrapping.ends import closing_end
 from steer.wrapping.proxies import AsyncStreamProxy, SyncStreamProxy
-from steer.wrapping.specs import ApiSpec, Target, client_base_url
+from steer.wrapping.specs import ApiSpec, Target, client_base_url, parsed_per_base_url
+
+_provider_from_url = parsed_per_base_url(openai_urls.provider_from_url)
 
 
 def openai_endpoint(instance: Any, settings: Settings):
     """(gen_ai.provider.name, host, port) of an openai client (chat, completions and Responses alike)."""
-    name, host, port = openai_urls.provider_from_url(client_base_url(instance))
+    name, host, port = _provider_from_url(client_base_url(instance))
     return settings.provider_name_override or name, host, port
 
 

@@ -7,7 +7,7 @@ An ``ApiSpec`` says how to describe a call (``call_info``) and how to decode wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from steer.call import CallInfo
 from steer.config import Settings
@@ -42,3 +42,27 @@ def client_base_url(instance: Any) -> Any:
     """A Stainless SDK resource's client base URL (``resource._client.base_url``)."""
     client = getattr(instance, "_client", None)
     return getattr(client, "base_url", None)
+
+
+def parsed_per_base_url(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse(base_url)``, computed once per base-URL object rather than on every call.
+
+    A client keeps one ``base_url`` object (Stainless SDKs replace it, never mutate it), so the
+    object's identity is the key; the entry holds the object, so its id cannot be reused while cached.
+    """
+    cache: Dict[int, Tuple[Any, Any]] = {}
+
+    def parsed(base_url: Any) -> Any:
+        hit = cache.get(id(base_url))
+        if hit is not None and hit[0] is base_url:
+            return hit[1]
+        value = parse(base_url)
+        if len(cache) >= _MAX_BASE_URLS:
+            cache.clear()
+        cache[id(base_url)] = (base_url, value)
+        return value
+
+    return parsed
+
+
+_MAX_BASE_URLS = 256
