@@ -13,7 +13,7 @@ XDIST  ?= -n auto --dist loadgroup
 # CLI/devserver subprocess a test starts, compiles the SDKs and re-rewrites the test modules' asserts.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test test-backends test-heavy bench bench-peers bench-tiebreak venv uv clean phoenix demo-phoenix backends
+.PHONY: demo test test-backends test-heavy bench bench-peers bench-tiebreak bench-percall venv uv clean phoenix demo-phoenix backends
 
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check uv
@@ -50,6 +50,11 @@ bench: $(STAMP)
 # steer vs the bare SDK and the peer libraries, in their own pinned venv (bench/.venv-peers).
 bench-peers:
 	bash bench/peers.sh $(BENCH_ARGS)
+
+# What one call costs (instructions, timed medians) and the wait after the last chunk, steer vs bare and the
+# peers, 0 (non-streaming) to 200-chunk calls (bench/README.md "Per call"); in bench/.venv-peers.
+bench-percall:
+	bash bench/peers.sh --percall $(BENCH_ARGS)
 
 # steer and the peers that can be switched off again, taking turns in ONE process (same venv): the
 # tie-breaker where the per-process tables above are within their noise (bench/README.md).

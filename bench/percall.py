@@ -59,8 +59,12 @@ class Worker:
         if contender.startswith("steer") and inline_end:
             import steer
 
-            steer.instrument(providers=[provider], tracer_provider=ctx.tracer_provider, meter_provider=ctx.meter_provider,
-                             capture_content=capture, finish_in_background=False)
+            options = dict(providers=[provider], tracer_provider=ctx.tracer_provider, meter_provider=ctx.meter_provider,
+                           capture_content=capture)
+            try:
+                steer.instrument(**options, finish_in_background=False)
+            except TypeError:  # a steer tree from before the option (--src): it always ends inline
+                steer.instrument(**options)
         self.is_async = is_async
         self.loop = asyncio.new_event_loop() if is_async else None
         self.work: Dict[int, Any] = {}
@@ -146,7 +150,7 @@ def count_instructions(a: argparse.Namespace, contender: str, provider: str, cap
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
              "--toggle-collect=_operator_call", "--dump-after=_operator_call",
              *_worker_cmd(a, contender, provider, "sync", capture), "--count", str(a.calls)],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+            capture_output=True, text=True, env=_env(a, PYTHONHASHSEED="0"))
         counts = []
         for d in sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1])):
             total = re.search(r"^(?:summary|totals):\s*(\d+)", d.read_text(), re.M)
@@ -159,9 +163,17 @@ def count_instructions(a: argparse.Namespace, contender: str, provider: str, cap
 
 
 # -- timed ----------------------------------------------------------------------------------------------
+def _env(a: argparse.Namespace, **extra: str) -> Dict[str, str]:
+    """The workers' environment: ``--src`` puts another steer source tree first (before/after figures)."""
+    env = dict(os.environ, **extra)
+    if a.src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [a.src, env.get("PYTHONPATH", "")]))
+    return env
+
+
 class WorkerProc:
-    def __init__(self, cmd: List[str]) -> None:
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    def __init__(self, cmd: List[str], env: Dict[str, str]) -> None:
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
         self.ok = self._read() is not None
 
     def _read(self) -> Optional[Dict[str, Any]]:
@@ -181,7 +193,7 @@ class WorkerProc:
 
 
 def timed(a: argparse.Namespace, provider: str, mode: str, capture: str, names: List[str]) -> Dict[str, Any]:
-    workers = {n: WorkerProc(_worker_cmd(a, n, provider, mode, capture)) for n in names}
+    workers = {n: WorkerProc(_worker_cmd(a, n, provider, mode, capture), _env(a)) for n in names}
     samples: Dict[str, Dict[int, Dict[str, List[int]]]] = {n: {s: {"call_ns": [], "after_ns": []} for s in a.sizes} for n in names}
     spans_ok: Dict[str, bool] = {n: True for n in names}
     try:
@@ -268,6 +280,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--no-timed", action="store_true")
     p.add_argument("--quick", action="store_true", help="1 round, 3 calls, sizes 0,1,10")
     p.add_argument("--out", default="")
+    p.add_argument("--src", default="", help="another steer source tree (its src/ folder) for the steer workers")
     # worker-side
     p.add_argument("--worker", default="")
     p.add_argument("--provider", default="openai")

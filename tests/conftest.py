@@ -40,7 +40,7 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
     def spans(self) -> List[Any]:
-        steer.flush()  # calls that ended are recorded on steer's background thread
+        steer.flush(120)  # calls that ended are recorded on steer's background thread (slow under load)
         return list(self.exporter.get_finished_spans())
 
     def genai_spans(self) -> List[Any]:
@@ -49,7 +49,7 @@ class Telemetry:
     def metrics(self) -> Dict[str, List[Any]]:
         """metric name -> data points (cumulative since the start of the test)."""
         out: Dict[str, List[Any]] = {}
-        steer.flush()
+        steer.flush(120)
         data = self.reader.get_metrics_data()
         for rm in data.resource_metrics if data else ():
             for sm in rm.scope_metrics:

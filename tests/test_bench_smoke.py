@@ -169,3 +169,40 @@ def test_inprocess_refuses_a_contender_it_cannot_switch_off() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "not a contender that can be switched off again" in proc.stderr
+
+
+def _percall(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "percall"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "percall.py"), "--contenders", "bare,steer", "--providers", "openai",
+         "--captures", "off", "--sizes", "0,1,3", "--calls", "2", "--rounds", "2", "--out", str(out), *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.with_suffix(".json").read_text())
+    data["_md"] = out.with_suffix(".md").read_text()
+    return data
+
+
+def test_percall_bench_times_every_size_and_the_wait_after_the_last_chunk(tmp_path: Path) -> None:
+    """``make bench-percall`` at a tiny size (bare and steer; the peers live in bench/.venv-peers): every
+    size ran in both modes, every steer call ended its span, the after-last-chunk column is filled."""
+    data = _percall(tmp_path, "--modes", "sync,async", "--no-instructions")
+    for key in ("openai/sync/capture off", "openai/async/capture off"):
+        timed = data["timed"][key]
+        assert timed["failed"] == [] and timed["spans_ok"]["steer"], timed
+        for name in ("bare", "steer"):
+            cells = timed["medians_us"][name]
+            assert all(cells[str(s)]["call_ns"] > 0 for s in (0, 1, 3))
+            assert all(cells[str(s)]["after_ns"] > 0 for s in (1, 3))  # streams: the loop's end after the last chunk
+    assert "after the last chunk" in data["_md"]
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_percall_bench_counts_instructions_per_size(tmp_path: Path) -> None:
+    data = _percall(tmp_path, "--no-timed")
+    rows = data["instructions"]["openai/off"]
+    assert len(rows["bare"]) == len(rows["steer"]) == 3
+    assert all(s > b for s, b in zip(rows["steer"], rows["bare"]))  # steer's end of call counted, not left on a thread
+    assert "Instructions per call over bare" in data["_md"]
