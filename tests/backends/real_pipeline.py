@@ -37,6 +37,8 @@ VIA_COLLECTOR = "steer-via-collector"
 DIRECT = "steer-direct"
 LATEST = "steer-latest"  # through the Collector, with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
 PASSES = 2
+# The Jaeger-reading tests land once Jaeger v2's build has been run through them (the note says why).
+WITH_JAEGER = False
 OTHER_CALLS = 5  # calls of another GenAI instrumentation in VIA_COLLECTOR (other_instrumentation.py)
 
 # Short timers for the test run; production values are the config files' defaults.
@@ -193,7 +195,7 @@ def workload_summaries(log: Path) -> List[Dict[str, Any]]:
 
 
 class Pipeline:
-    def __init__(self, jaeger: Jaeger, collector: Collector, prometheus: Prometheus3, summaries: Dict[str, List[Dict[str, Any]]]) -> None:
+    def __init__(self, jaeger: Optional[Jaeger], collector: Collector, prometheus: Prometheus3, summaries: Dict[str, List[Dict[str, Any]]]) -> None:
         self.jaeger, self.collector, self.prometheus, self.summaries = jaeger, collector, prometheus, summaries
 
     def calls(self, service: str) -> int:
@@ -202,14 +204,16 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    for name in BINARIES:
+    for name in BINARIES if WITH_JAEGER else ("otelcol-steer", "prometheus"):
         binary(name)
     work = tmp_path_factory.mktemp("pipeline")
     services: List[Service] = []
     try:
-        jaeger = Jaeger(work)
-        services.append(jaeger)
-        gateway = Collector("otelcol", "otel-collector.yaml", work, {"OTELCOL_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{jaeger.grpc}"})
+        jaeger = Jaeger(work) if WITH_JAEGER else None
+        if jaeger:
+            services.append(jaeger)
+        # Without Jaeger the kept traces go to a port nothing listens on (the exporter retries quietly).
+        gateway = Collector("otelcol", "otel-collector.yaml", work, {"OTELCOL_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{jaeger.grpc if jaeger else free_port()}"})
         services.append(gateway)
         prom = Prometheus3(work, {"otelcol": [f"127.0.0.1:{gateway.prometheus}"], "otelcol-self": [f"127.0.0.1:{gateway.self_metrics}"]})
         services.append(prom)
@@ -229,7 +233,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
                                capture_output=True, text=True, timeout=60)
         assert other.returncode == 0, other.stderr[-3000:]
         for service, proc in runs.items():
-            code = proc.wait(300)  # each process flushes its spans and metrics at exit
+            code = proc.wait(900)  # each process flushes its spans and metrics at exit (bounds a hang)
             assert code == 0, (work / f"{service}.log").read_text(errors="replace")[-3000:]
         summaries = {service: workload_summaries(work / f"{service}.log") for service in runs}
         yield Pipeline(jaeger, gateway, prom, summaries)

@@ -1,0 +1,112 @@
+"""steer's workload through the real pipeline: OTLP -> the Collector running collector-config/
+otel-collector.yaml (tail sampling, span metrics) -> Prometheus 3 (the Collector's Prometheus exporter
+scraped, and steer's OTLP metrics straight into Prometheus 3's OTLP receiver).
+Binaries: ``make backends``. Fixture and processes: real_pipeline.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Dict
+
+import pytest
+
+from backend_support import ARTIFACTS
+from dashboard_queries import SPAN_METRICS, expressions, has_data, substitute
+from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.backend, pytest.mark.xdist_group("real-pipeline")]  # one pipeline per run
+
+SERVICES = (VIA_COLLECTOR, DIRECT, LATEST)
+TRACES_SAMPLED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
+POLICY = "otelcol_processor_tail_sampling_count_traces_sampled"
+
+
+def test_tail_sampling_decides_every_trace_once_and_keeps_the_failed_calls(pipeline: Pipeline) -> None:
+    gateway = pipeline.collector
+    total = sum(pipeline.calls(s) for s in SERVICES)
+    # Every call is one trace; each gets its decision decision_wait (2 s) after its span arrived.
+    wait_for(lambda: gateway.self_metric(TRACES_SAMPLED) >= total, "a sampling decision for every trace")
+    sampled = gateway.self_metric(TRACES_SAMPLED, sampled="true")
+    dropped = gateway.self_metric(TRACES_SAMPLED, sampled="false")
+    assert sampled + dropped == total, (sampled, dropped, total)
+    # The workload's faults (HTTP 500 and 529, 429, an in-stream error, JSON cut short) are kept on
+    # every pass of every service; its healthy calls (most of them) are dropped (no random baseline).
+    errors = gateway.self_metric(POLICY, policy="errors", sampled="true")
+    assert errors >= 4 * PASSES * len(SERVICES), errors
+    assert errors <= sampled < total / 2 < dropped, (errors, sampled, dropped)
+
+
+def test_collector_self_metrics_account_for_every_span(pipeline: Pipeline) -> None:
+    gateway = pipeline.collector
+    total = sum(pipeline.calls(s) for s in SERVICES)
+    accepted = gateway.self_metric("otelcol_receiver_accepted_spans", receiver="otlp")
+    refused = gateway.self_metric("otelcol_receiver_refused_spans", receiver="otlp")
+    assert accepted == total and refused == 0, (accepted, refused, total)
+
+
+def test_span_metrics_count_every_call_before_sampling(pipeline: Pipeline) -> None:
+    prom = pipeline.prometheus
+    for service in SERVICES:
+        expr = f'sum(traces_spanmetrics_calls_total{{service_name="{service}", span_instrumentation_scope_name="steer"}})'
+        wait_for(lambda: prom.query(expr) and float(prom.query(expr)[0]["value"][1]) >= pipeline.calls(service), f"span metrics of {service}")
+        assert float(prom.query(expr)[0]["value"][1]) == pipeline.calls(service)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_dashboard_expression_returns_data(pipeline: Pipeline, service: str) -> None:
+    """$job selects the path: VIA_COLLECTOR's metrics came through the Collector's Prometheus exporter,
+    DIRECT's through Prometheus 3's OTLP receiver, LATEST's through the Collector under the newest
+    conventions' names; all have span metrics (their spans went through the Collector). The rate windows
+    cover the whole run: the workloads have finished by now."""
+    prom = pipeline.prometheus
+    pending = {label: substitute(expr, {"$job": service, "$__rate_interval": "5m"}) for label, expr in expressions()}
+    answers: Dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while pending and time.monotonic() < deadline:
+        for label, expr in list(pending.items()):
+            answers[label] = {"expr": expr, "result": prom.query(expr)}
+            if has_data(label, answers[label]["result"]):
+                del pending[label]
+        if pending:
+            time.sleep(1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"prometheus3-dashboard-queries-{service}.json").write_text(json.dumps(answers, indent=2))
+    assert not pending, "expressions without data:\n" + "\n".join(f"{k}: {v}" for k, v in pending.items())
+    assert any(SPAN_METRICS in expr for _, expr in expressions()), "a panel from the span metrics"
+
+
+def test_the_scope_filter_leaves_out_another_instrumentations_metrics(pipeline: Pipeline) -> None:
+    """Another GenAI instrumentation in the same service exports gen_ai.client.operation.duration too:
+    the dashboards' otel_scope_name="steer" keeps its calls out of steer's counts."""
+    prom = pipeline.prometheus
+
+    def count(selector: str) -> float:
+        result = prom.query(f"sum(gen_ai_client_operation_duration_seconds_count{{{selector}}})")
+        return float(result[0]["value"][1]) if result else 0.0
+
+    everything, steers = f'job="{VIA_COLLECTOR}"', f'job="{VIA_COLLECTOR}", otel_scope_name="steer"'
+    wait_for(lambda: count(everything) == pipeline.calls(VIA_COLLECTOR) + OTHER_CALLS, "both instrumentations' calls")
+    assert count(steers) == pipeline.calls(VIA_COLLECTOR)
+
+
+@pytest.mark.parametrize("selector", [
+    'traces_spanmetrics_duration_seconds_bucket{span_instrumentation_scope_name="steer", error_type!=""}',
+    'gen_ai_client_operation_duration_seconds_bucket{otel_scope_name="steer"}',
+])
+def test_latency_histograms_carry_exemplars_with_trace_ids(pipeline: Pipeline, selector: str) -> None:
+    """Exemplars are what Grafana links to the Jaeger data source (exemplarTraceIdDestinations): the span
+    metrics' and steer's own latency histograms (recorded inside the call's span) both carry them."""
+    prom = pipeline.prometheus
+    wait_for(lambda: prom.exemplars(selector), f"exemplars on {selector}")
+    trace_ids = {e["labels"].get("trace_id") for series in prom.exemplars(selector) for e in series["exemplars"]}
+    assert trace_ids and all(t and len(t) == 32 for t in trace_ids), trace_ids
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
