@@ -72,6 +72,9 @@ async def test_raw_stream_matches_sdk_path(recording: Dict[str, Any], reader: st
                 "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "steer.usage.source"):
         assert attrs.get(key) == want.get(key), key
     assert list(attrs.get("gen_ai.response.finish_reasons", [])) == expected["finish_reasons"]
+    # One chunk-counting rule: what the SDK hands the caller (no pings, keep-alives, [DONE] or error
+    # events), whichever reader, sync or async (issue 19, item 3).
+    assert attrs["steer.stream.chunks"] == expected["chunks"]
     (event,) = completed
     if expected.get("error"):
         assert type(event).__name__ == "StreamErrorEvent"
@@ -118,3 +121,38 @@ def test_uninstrument_removes_the_httpx_hook() -> None:
     assert httpx.Client.__dict__["send"] is not original
     steer.uninstrument()
     assert httpx.Client.__dict__["send"] is original
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+@pytest.mark.parametrize("stop_at, end", [("message_stop", "complete"), ("content_block_delta", "closed_early")])
+async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_async: bool, instrumented: Any) -> None:
+    """A reader that stops at the terminal event (as LiteLLM reads Anthropic) and closes read the whole
+    answer: ``complete``; a ``break`` before it, inside ``with client.stream()``: ``closed_early``.
+    Same chunk count sync and async, and as the SDK path counts (``ping`` is no chunk)."""
+    from steer.tools.devserver import DevServer
+
+    telemetry = instrumented()
+    body = {"model": "claude-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with DevServer(chunk_delay=0) as srv:
+        url = srv.base_url + "/v1/messages"
+        if is_async:
+            async with httpx.AsyncClient() as client:
+                async with client.stream("POST", url, json=body) as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data:") and stop_at in line:
+                            break
+        else:
+            with httpx.Client() as client:
+                with client.stream("POST", url, json=body) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("data:") and stop_at in line:
+                            break
+        import anthropic
+
+        sdk = anthropic.Anthropic(base_url=srv.anthropic_base_url, api_key="x", max_retries=0)
+        for _ in sdk.messages.create(**body):
+            pass
+    raw, through_sdk = telemetry.genai_spans()
+    assert raw.attributes["steer.stream.end"] == end
+    if end == "complete":
+        assert raw.attributes["steer.stream.chunks"] == through_sdk.attributes["steer.stream.chunks"]

@@ -160,6 +160,21 @@ class StreamErrorEvent(StreamEvent):
     message: str = ""
     total_chunks: int = 0
     duration_ms: float = 0.0
+    # Everything received before the failure, assembled as in StreamCompleteEvent (nothing is lost
+    # when a stream fails half-way: the caller was handed these chunks).
+    ttft_ms: Optional[float] = None
+    final_usage: Optional[Usage] = None
+    text: str = ""
+    choice_texts: List[str] = field(default_factory=list)
+    reasoning: str = ""
+    tool_calls: List[ToolCall] = field(default_factory=list)
+    finish_reasons: List[str] = field(default_factory=list)
+    end: StreamEnd = "error"
+    response_id: Optional[str] = None
+    response_model: Optional[str] = None
+
+    def get_text(self) -> str:
+        return self.text
 
 
 @dataclass(slots=True)

@@ -455,20 +455,20 @@ class Session:
         if usage.source != "none":
             emit(StreamUsageEvent(**self._common(), usage=usage, is_estimated=usage.is_estimated, confidence=usage.confidence))
         common = self._common()  # its own metadata dict: never shared between two events
-        duration_ms = outcome.duration_s * 1e3
+        choice_texts = [self.asm.joined_text(c) for c in sorted(self.asm.text, key=choice_order)]
+        # What was received, whether the call completed or failed half-way (both events carry it).
+        received = dict(total_chunks=outcome.chunks, duration_ms=outcome.duration_s * 1e3,
+                        ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
+                        text=choice_texts[0] if choice_texts else "", reasoning=self.asm.joined_reasoning(),
+                        choice_texts=choice_texts, tool_calls=outcome.tool_calls, finish_reasons=outcome.finish_reasons,
+                        end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)
         if info is not None:
-            event: StreamEvent = StreamErrorEvent(**common, error=outcome.error, error_type=info.error_type, is_retryable=info.retryable,
-                                                  message=info.message, total_chunks=outcome.chunks, duration_ms=duration_ms)
+            event: StreamEvent = StreamErrorEvent(**common, **received, error=outcome.error, error_type=info.error_type,
+                                                  is_retryable=info.retryable, message=info.message)
         else:
             result = self.json_result
-            choice_texts = [self.asm.joined_text(c) for c in sorted(self.asm.text, key=choice_order)]
             event = StreamCompleteEvent(
-                **common, total_chunks=outcome.chunks, duration_ms=duration_ms,
-                ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
-                text=choice_texts[0] if choice_texts else "", reasoning=self.asm.joined_reasoning(),
-                choice_texts=choice_texts, tool_calls=outcome.tool_calls,
-                finish_reasons=outcome.finish_reasons, json_objects=list(result.objects) if result is not None else [],
-                end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model,  # type: ignore[arg-type]
+                **common, **received, json_objects=list(result.objects) if result is not None else [],
                 cost_usd=outcome.cost.usd if outcome.cost is not None else None,
                 cost_source=outcome.cost.source if outcome.cost is not None else None)
         emit(event)

@@ -53,12 +53,13 @@ class ReplayCapture:
         attrs = dict(span.attributes or {}) if span is not None else {}
         done = next((e for e in self.events if isinstance(e, StreamCompleteEvent)), None)
         failed = next((e for e in self.events if isinstance(e, StreamErrorEvent)), None)
+        ended = done or failed  # a failed stream reports what it received before the failure too
         out: Dict[str, Any] = {
             "provider": self.recording.get("provider"),
             "api": self.recording.get("api"),
-            "text": done.text if done else "",
-            "tool_calls": [c.as_dict() for c in done.tool_calls] if done else [],
-            "finish_reasons": list(done.finish_reasons) if done else [],
+            "text": ended.text if ended else "",
+            "tool_calls": [c.as_dict() for c in ended.tool_calls] if ended else [],
+            "finish_reasons": list(ended.finish_reasons) if ended else [],
             "chunks": attrs.get("steer.stream.chunks", self.chunks or 0),
             "usage": _usage(next((e for e in self.events if isinstance(e, StreamUsageEvent)), None)),
             "cost": _cost(attrs),
@@ -67,10 +68,10 @@ class ReplayCapture:
             "metrics": sorted(self._metric_names()),
             "events": dict(Counter(type(e).__name__ for e in self.events)),
         }
-        if done is not None and done.reasoning:
-            out["reasoning"] = done.reasoning
-        if done is not None and len(done.choice_texts) > 1:
-            out["choices"] = list(done.choice_texts)
+        if ended is not None and ended.reasoning:
+            out["reasoning"] = ended.reasoning
+        if ended is not None and len(ended.choice_texts) > 1:
+            out["choices"] = list(ended.choice_texts)
         if failed is not None:
             out["error"] = {"type": failed.error_type, "message": failed.message, "retryable": failed.is_retryable}
         elif self.raised is not None:  # the SDK failed and steer saw no call: say so, never hide it
