@@ -171,3 +171,38 @@ def test_phoenix_sessions_view_shows_one_sessions_calls_together(phoenix: Phoeni
     assert SESSION in text
     if os.environ.get("STEER_UPDATE_DOCS_IMAGES"):
         shutil.copy(shot, ROOT / "docs" / "images" / "phoenix-steer-session.png")
+
+
+def test_steer_demo_phoenix_sends_traces_only_and_stops_quietly() -> None:
+    # `steer demo --phoenix` as a new user runs it: no metric export errors (Phoenix answers OTLP
+    # metrics with 405), the project page and where the data lives are printed, and Ctrl-C ends it
+    # at once without a traceback or an exporter retrying.
+    import signal
+    import subprocess
+    import sys
+
+    from steer.tools.demo import DEMO_PROJECT
+    from steer.tools.phoenix import find_python
+
+    require("Arize Phoenix (.venv-phoenix with arize-phoenix)", find_python())
+    proc = subprocess.Popen([sys.executable, "-m", "steer", "demo", "--phoenix", "--fast"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: List[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops Phoenix" in line:
+                break
+        text = "".join(lines)
+        assert "Ctrl-C stops Phoenix" in text, text
+        assert "its data lives in " in text and f"project {DEMO_PROJECT!r}" in text, text
+        assert "/projects/" in text, text  # the project page, not just the server's root
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = "".join(lines) + rest
+    assert "Failed to export" not in text and "405" not in text, text
+    assert "Traceback" not in text, text
+    assert proc.returncode in (0, 130), text

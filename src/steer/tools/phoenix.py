@@ -3,7 +3,7 @@
 Used by ``steer demo --phoenix`` and by the backend tests. Phoenix is large, so steer never imports
 it: the server runs from a Python that has ``arize-phoenix`` installed, found in this order:
 ``$STEER_PHOENIX_PYTHON``; ``.venv-phoenix/bin/python`` in the current directory or the project root
-(what ``.ci/install-backends.sh`` creates); the running interpreter if it can import ``phoenix``.
+(what ``make phoenix`` creates); the running interpreter if it can import ``phoenix``.
 
 It listens on 127.0.0.1 only, keeps its SQLite database in a working directory of its own, and runs
 with its telemetry, web analytics and external resources (fonts, downloads) off.
@@ -110,7 +110,7 @@ class PhoenixServer:
             return self
         if not self.python:
             raise PhoenixNotInstalled(
-                "arize-phoenix not found: run .ci/install-backends.sh (creates .venv-phoenix) or set STEER_PHOENIX_PYTHON")
+                "Arize Phoenix is not installed: run `make phoenix` (it creates .venv-phoenix) or set STEER_PHOENIX_PYTHON")
         self.working_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(

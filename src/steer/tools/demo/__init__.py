@@ -2,7 +2,8 @@
 under ``steer.instrument()``; the terminal shows each call as it streams, then the spans and metrics.
 
 No API key and no network: everything talks to 127.0.0.1. With ``--otlp`` (or
-``OTEL_EXPORTER_OTLP_ENDPOINT``) the same telemetry is also exported over OTLP.
+``OTEL_EXPORTER_OTLP_ENDPOINT``) the same telemetry is also exported over OTLP; with ``--phoenix`` the
+traces go to a private Arize Phoenix (``make phoenix`` installs it), project ``steer-demo``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
+
+from steer.tools.phoenix import PROJECT_ATTRIBUTE as PHOENIX_PROJECT_ATTRIBUTE
+from steer.tools.phoenix import PhoenixNotInstalled, start_phoenix
+
+DEMO_PROJECT = "steer-demo"  # the Phoenix project `steer demo --phoenix` files its traces under
 
 
 @dataclass
@@ -128,12 +134,17 @@ def run_demo(otlp: Optional[str] = None, phoenix: bool = False, rounds: int = 1,
     endpoint = otlp or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     phoenix_handle = None
     if phoenix:
-        from steer.tools.phoenix import start_phoenix
-
-        phoenix_handle = start_phoenix()
+        try:
+            phoenix_handle = start_phoenix()
+        except PhoenixNotInstalled as exc:
+            print(f"steer demo: {exc}", file=sys.stderr)
+            return 2
         endpoint = phoenix_handle.otlp_endpoint
-        print(f"Phoenix UI: {phoenix_handle.url}", file=out)
-    telemetry = DemoTelemetry(otlp_endpoint=endpoint)
+        print(f"Phoenix is up at {phoenix_handle.url}; its data lives in {phoenix_handle.working_dir}"
+              " (deleted when it stops)", file=out)
+    # Phoenix takes traces only (it answers OTLP metrics with 405), filed under a named project.
+    telemetry = DemoTelemetry(otlp_endpoint=endpoint, export_metrics=phoenix_handle is None,
+                              resource={PHOENIX_PROJECT_ATTRIBUTE: DEMO_PROJECT} if phoenix_handle else None)
     view = DemoView(out)
 
     import steer
@@ -147,15 +158,20 @@ def run_demo(otlp: Optional[str] = None, phoenix: bool = False, rounds: int = 1,
             for _ in range(rounds):
                 for call in CALLS:
                     failures += _run_one(call, srv, view)
+        telemetry.flush()
+        view.summary(telemetry)
     finally:
         steer.uninstrument()
-        telemetry.flush()
-    view.summary(telemetry)
-    if endpoint:
-        print(f"\nExported OTLP to {endpoint}.", file=out)
+        telemetry.shutdown()  # exported, exporters stopped: nothing retries once the demo is over
+        if phoenix_handle is not None and sys.exc_info()[0] is not None:  # Ctrl-C or a failure mid-demo
+            phoenix_handle.cleanup()
     if phoenix_handle is not None:
-        print(f"Open {phoenix_handle.url} to see the traces (Ctrl-C to stop Phoenix).", file=out)
+        print(f"\nSent the traces (not the metrics: Phoenix takes traces only) to Phoenix, project {DEMO_PROJECT!r}:"
+              f"\n  {phoenix_handle.project_url(DEMO_PROJECT)}\nCtrl-C stops Phoenix.", file=out)
+        out.flush()
         phoenix_handle.wait()
+    elif endpoint:
+        print(f"\nExported the traces and metrics over OTLP/HTTP to {endpoint}.", file=out)
     return 1 if failures else 0
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from steer.events import StreamDeltaEvent, StreamEvent
+from steer.tools.metrics_text import metric_lines
 
 
 class DemoTelemetry:
-    def __init__(self, otlp_endpoint: Optional[str] = None) -> None:
+    """In-memory providers, plus OTLP/HTTP export to ``otlp_endpoint`` when given: traces, and metrics
+    unless ``export_metrics`` is False (Phoenix takes traces only: it answers metrics with 405).
+    ``resource`` adds resource attributes (Phoenix files spans under ``openinference.project.name``)."""
+
+    def __init__(self, otlp_endpoint: Optional[str] = None, export_metrics: bool = True,
+                 resource: Optional[Dict[str, str]] = None) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
@@ -20,7 +26,7 @@ class DemoTelemetry:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        resource = Resource.create({"service.name": "steer-demo"})
+        resource = Resource.create({"service.name": "steer-demo", **(resource or {})})
         self.exporter = InMemorySpanExporter()
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
@@ -32,24 +38,25 @@ class DemoTelemetry:
 
             base = otlp_endpoint.rstrip("/")
             self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=5000))
+            if export_metrics:
+                readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
+                                                             export_interval_millis=5000))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
         self.meter_provider.force_flush()
 
+    def shutdown(self) -> None:
+        """Export what is left and stop the exporters' threads (nothing retries after the demo)."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
     def spans(self) -> List[Any]:
         return [s for s in self.exporter.get_finished_spans() if "gen_ai.operation.name" in (s.attributes or {})]
 
-    def metric_points(self) -> Dict[str, List[Any]]:
-        out: Dict[str, List[Any]] = {}
-        data = self.reader.get_metrics_data()
-        for rm in data.resource_metrics if data else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    out.setdefault(metric.name, []).extend(metric.data.data_points)
-        return out
+    def metric_lines(self) -> List[str]:
+        return metric_lines(self.reader.get_metrics_data())
 
 
 class DemoView:
@@ -103,9 +110,9 @@ class DemoView:
             w(f"\nAttributes of one span ({sample.name}):\n")
             for key, value in sorted(sample.attributes.items()):
                 w(f"  {key} = {_short(value)}\n")
-        w("\nMetrics:\n")
-        for name, points in sorted(telemetry.metric_points().items()):
-            w(f"  {name}: {_describe(points)}\n")
+        w("\nMetrics (percentiles from the histogram buckets):\n")
+        for line in telemetry.metric_lines():
+            w(f"  {line}\n")
 
 
 def _row(span: Any) -> List[str]:
@@ -130,11 +137,3 @@ def _row(span: Any) -> List[str]:
 def _short(value: Any) -> str:
     text = str(list(value)) if isinstance(value, tuple) else str(value)
     return text if len(text) <= 100 else text[:100] + "…"
-
-
-def _describe(points: List[Any]) -> str:
-    if points and hasattr(points[0], "count"):
-        count = sum(p.count for p in points)
-        total = sum(p.sum for p in points)
-        return f"{count} points, sum {total:.4g}, {len(points)} series"
-    return f"value {sum(p.value for p in points)}, {len(points)} series"

@@ -19,6 +19,11 @@ from steer.tools.replay.transport import RecordingTransport, load_recording
 def replay(source: Union[str, Path, Dict[str, Any]], *, is_async: bool = False, **options: Any) -> Dict[str, Any]:
     """Replay one recording; returns the summary `steer replay --json` prints (contract in DESIGN).
     ``options`` go to ``steer.instrument`` (e.g. ``capture_content=True``)."""
+    return run_replay(source, is_async=is_async, **options).summary()
+
+
+def run_replay(source: Union[str, Path, Dict[str, Any]], *, is_async: bool = False, **options: Any) -> ReplayCapture:
+    """Replay one recording; returns what steer emitted (``summary()``, ``metric_lines()``)."""
     recording = load_recording(source)
     caller = CALLERS.get(recording["api"])
     if caller is None:
@@ -31,7 +36,7 @@ def replay(source: Union[str, Path, Dict[str, Any]], *, is_async: bool = False, 
                 capture.chunks = _run(caller(recording, transport, is_async))
         except Exception as exc:  # the SDK's error for an error recording: part of the summary
             capture.raised = exc
-    return capture.summary()
+    return capture
 
 
 def _run(coro: Any) -> Any:

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any, Dict, List, Optional
 
 from steer.events import StreamCompleteEvent, StreamErrorEvent, StreamEvent, StreamUsageEvent
+from steer.tools.metrics_text import metric_lines
 
 
 class ReplayCapture:
@@ -77,6 +78,10 @@ class ReplayCapture:
         elif self.raised is not None:  # the SDK failed and steer saw no call: say so, never hide it
             out["error"] = {"type": type(self.raised).__name__, "message": str(self.raised)[:512], "retryable": None}
         return out
+
+    def metric_lines(self) -> List[str]:
+        """Each metric with its value and unit, as ``steer replay`` prints it."""
+        return metric_lines(self.reader.get_metrics_data())
 
     def _metric_names(self) -> List[str]:
         data = self.reader.get_metrics_data()
