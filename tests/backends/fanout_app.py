@@ -25,7 +25,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 import steer
-from steer.devserver import DevServer
+from steer.tools.devserver import DevServer
 
 
 def shared_trace(seed: str, number: int) -> SpanContext:

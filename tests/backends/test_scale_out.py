@@ -22,7 +22,7 @@ import pytest
 
 from backend_support import workload_env
 from real_pipeline import Collector, Service, binary
-from steer.phoenix import free_port
+from steer.tools.phoenix import free_port
 
 pytestmark = pytest.mark.backend
 
