@@ -356,6 +356,8 @@ def estimate_usage_detail(
     return UsageEstimate(usage, input_confidence, family, used, enc_class == "exact", kind, in_kind)
 
 
+# Same keywords as estimate_usage_detail on purpose (must stay): the public signature is spelled out for users
+# and type checkers rather than hidden behind **kwargs.
 def estimate_usage(
     *,
     provider: str,

@@ -93,6 +93,8 @@ def sync_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any
     return wrapper
 
 
+# Twin of sync_wrapper (must stay): the same steps around `await`; a def and an async def cannot share
+# a body without a per-call coroutine or thread hop (the state itself lives in pipeline.Session).
 def async_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         rt = get_runtime()

@@ -90,6 +90,8 @@ class SyncGeneratorProxy(wrapt.ObjectProxy):
             session.finish(dropped_end())
 
 
+# Twin of SyncGeneratorProxy (must stay): the same steps around `await`; a def and an async def cannot share
+# a body without a per-call coroutine or thread hop (the state itself lives in pipeline.Session).
 class AsyncGeneratorProxy(wrapt.ObjectProxy):
     """Wraps an async generator; ``isinstance(proxy, types.AsyncGeneratorType)`` still holds."""
 

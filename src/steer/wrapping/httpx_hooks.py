@@ -242,6 +242,8 @@ def sync_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callab
     return wrapper
 
 
+# Twin of sync_send (must stay): the same steps around `await`; a def and an async def cannot share
+# a body without a per-call coroutine or thread hop (the state itself lives in pipeline.Session).
 def async_send(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         outer = IN_CALL.get()

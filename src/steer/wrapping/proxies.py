@@ -152,6 +152,8 @@ def _observed(proxy: SyncStreamProxy, items: Any, session: Session) -> Iterator[
     session.finish("complete")
 
 
+# Twin of SyncStreamProxy (must stay): the same steps around `await`; a def and an async def cannot share
+# a body without a per-call coroutine or thread hop (the state itself lives in pipeline.Session).
 class AsyncStreamProxy(wrapt.ObjectProxy):
     """Wraps an async-iterator-style stream (openai/anthropic ``AsyncStream``)."""
 
