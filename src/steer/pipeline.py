@@ -143,8 +143,7 @@ class Session:
         self.span = rt.spans.start(call, self.wall0, content, attached.values if attached is not None else None)
         self.stall_after_ns = int(settings.stall_after * 1e9) if settings.stall_after and call.streaming else 0
         if call.streaming:
-            rt.instruments.open_streams.opened(self.metric_attrs)
-            self.active_counted = True
+            self.active_counted = rt.instruments.open_streams.opened(self.metric_attrs)  # a token (int), truthy
             if self.stall_after_ns:
                 WATCHDOG.add(self)
         if listeners.active:
@@ -252,8 +251,8 @@ class Session:
         rt = self.rt
         try:
             if self.active_counted:
-                self.active_counted = False
-                rt.instruments.open_streams.closed(self.metric_attrs)
+                token, self.active_counted = self.active_counted, False
+                rt.instruments.open_streams.closed(self.metric_attrs, token)
             if rt.background and background.WORKER.submit(self.complete_call):
                 return
         except Exception as exc:

@@ -6,6 +6,7 @@ here runs per chunk: every point is recorded once, when the call ends.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
@@ -159,16 +160,20 @@ class OpenStreams:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Dict[tuple, int] = {}
+        self.generation = 1  # + 1 in each fork()ed child: streams opened before the fork are not its own
 
-    def opened(self, attrs: Dict[str, Any]) -> None:
+    def opened(self, attrs: Dict[str, Any]) -> int:
+        """Count a stream; returns the token ``closed`` takes (the process generation it was opened in)."""
         key = tuple(attrs.items())  # base_metric_attributes builds them in one fixed order
         with self._lock:
             self.counts[key] = self.counts.get(key, 0) + 1
+            return self.generation
 
-    def closed(self, attrs: Dict[str, Any]) -> None:
+    def closed(self, attrs: Dict[str, Any], token: int) -> None:
         key = tuple(attrs.items())
         with self._lock:
-            self.counts[key] = self.counts.get(key, 0) - 1
+            if token == self.generation:  # a stream the parent opened before fork() is not counted here
+                self.counts[key] = self.counts.get(key, 0) - 1
 
     def observe(self, _options: Any = None) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
@@ -178,14 +183,26 @@ class OpenStreams:
         return [Observation(n, dict(key)) for key, n in counts]
 
     def reset(self) -> None:
-        """Forget every count (a fork()ed child has none of its parent's streams open)."""
-        with self._lock:
-            self.counts.clear()
+        """In a fork()ed child: none of the parent's streams is open here. Every series goes to 0 (and
+        keeps reporting 0, overriding the value the child's copy of the metric SDK last observed); the
+        lock is new (another thread of the parent may have held it at the fork)."""
+        self._lock = threading.Lock()
+        self.counts = dict.fromkeys(self.counts, 0)
+        self.generation += 1
 
 
 _OPEN_STREAMS: "weakref.WeakKeyDictionary[Any, OpenStreams]" = weakref.WeakKeyDictionary()
 _GLOBAL_OPEN_STREAMS = OpenStreams()  # for the global meter provider (meter_provider=None)
 _OPEN_LOCK = threading.Lock()
+
+
+def _reset_open_streams_in_child() -> None:
+    for open_streams in [_GLOBAL_OPEN_STREAMS, *list(_OPEN_STREAMS.values())]:
+        open_streams.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_open_streams_in_child)
 
 
 def open_streams_of(meter_provider: Any) -> OpenStreams:
