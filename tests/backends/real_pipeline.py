@@ -37,8 +37,7 @@ VIA_COLLECTOR = "steer-via-collector"
 DIRECT = "steer-direct"
 LATEST = "steer-latest"  # through the Collector, with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
 PASSES = 2
-# The Jaeger-reading tests land once Jaeger v2's build has been run through them (the note says why).
-WITH_JAEGER = False
+WITH_JAEGER = True  # False runs the Collector/Prometheus tests alone (Jaeger v2's cold build is the longest)
 OTHER_CALLS = 5  # calls of another GenAI instrumentation in VIA_COLLECTOR (other_instrumentation.py)
 
 # Short timers for the test run; production values are the config files' defaults.

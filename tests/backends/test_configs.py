@@ -124,3 +124,9 @@ def test_the_built_collector_validates_the_configuration(config: str) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_jaeger_validates_its_configuration() -> None:
+    result = subprocess.run([str(binary("jaeger")), "validate", f"--config={CONFIG / 'jaeger.yaml'}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

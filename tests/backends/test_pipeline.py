@@ -1,5 +1,5 @@
 """steer's workload through the real pipeline: OTLP -> the Collector running collector-config/
-otel-collector.yaml (tail sampling, span metrics) -> Prometheus 3 (the Collector's Prometheus exporter
+otel-collector.yaml (tail sampling, span metrics) -> Jaeger v2 (read back through its query API) and Prometheus 3 (the Collector's Prometheus exporter
 scraped, and steer's OTLP metrics straight into Prometheus 3's OTLP receiver).
 Binaries: ``make backends``. Fixture and processes: real_pipeline.py."""
 
@@ -13,13 +13,42 @@ import pytest
 
 from backend_support import ARTIFACTS
 from dashboard_queries import SPAN_METRICS, expressions, has_data, substitute
-from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline  # noqa: F401 - fixture
+from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline, span_tags, spans_of  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.backend, pytest.mark.xdist_group("real-pipeline")]  # one pipeline per run
 
 SERVICES = (VIA_COLLECTOR, DIRECT, LATEST)
 TRACES_SAMPLED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 POLICY = "otelcol_processor_tail_sampling_count_traces_sampled"
+
+
+def test_jaeger_shows_one_span_per_kept_call_with_the_gen_ai_attributes(pipeline: Pipeline) -> None:
+    jaeger = pipeline.jaeger
+    wait_for(lambda: set(SERVICES) <= set(jaeger.services()), "both services in Jaeger")
+    for service in SERVICES:
+        operations = set(jaeger.operations(service))
+        assert {"chat gpt-4o", "chat gpt-4o-mini"} <= operations, operations
+        traces = jaeger.traces(service)
+        assert traces
+        for trace in traces:
+            assert len(trace["spans"]) == 1, "steer makes one span per call, its own trace here"
+            tags = span_tags(trace["spans"][0])
+            assert tags["span.kind"] == "client"
+            for key in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model"):
+                assert tags.get(key), (key, tags)
+            process = trace["processes"][trace["spans"][0]["processID"]]
+            assert process["serviceName"] == service
+
+
+def test_jaeger_holds_exactly_the_kept_traces(pipeline: Pipeline) -> None:
+    gateway, jaeger = pipeline.collector, pipeline.jaeger
+    total = sum(pipeline.calls(s) for s in SERVICES)
+    wait_for(lambda: gateway.self_metric(TRACES_SAMPLED) >= total, "a sampling decision for every trace")
+    sampled = gateway.self_metric(TRACES_SAMPLED, sampled="true")
+    wait_for(lambda: sum(len(spans_of(jaeger.traces(s))) for s in SERVICES) >= sampled, "kept spans in Jaeger")
+    time.sleep(1)
+    assert sum(len(spans_of(jaeger.traces(s))) for s in SERVICES) == sampled
+    assert gateway.self_metric("otelcol_exporter_send_failed_spans", exporter="otlp/jaeger") == 0
 
 
 def test_tail_sampling_decides_every_trace_once_and_keeps_the_failed_calls(pipeline: Pipeline) -> None:
@@ -90,17 +119,16 @@ def test_the_scope_filter_leaves_out_another_instrumentations_metrics(pipeline: 
     assert count(steers) == pipeline.calls(VIA_COLLECTOR)
 
 
-@pytest.mark.parametrize("selector", [
-    'traces_spanmetrics_duration_seconds_bucket{span_instrumentation_scope_name="steer", error_type!=""}',
-    'gen_ai_client_operation_duration_seconds_bucket{otel_scope_name="steer"}',
-])
-def test_latency_histograms_carry_exemplars_with_trace_ids(pipeline: Pipeline, selector: str) -> None:
+def test_span_metric_latency_exemplars_open_traces_in_jaeger(pipeline: Pipeline) -> None:
     """Exemplars are what Grafana links to the Jaeger data source (exemplarTraceIdDestinations): the span
-    metrics' and steer's own latency histograms (recorded inside the call's span) both carry them."""
-    prom = pipeline.prometheus
+    metrics' exemplars on failed calls (which tail sampling always keeps) name traces Jaeger holds."""
+    prom, jaeger = pipeline.prometheus, pipeline.jaeger
+    selector = 'traces_spanmetrics_duration_seconds_bucket{span_instrumentation_scope_name="steer", error_type!=""}'
     wait_for(lambda: prom.exemplars(selector), f"exemplars on {selector}")
     trace_ids = {e["labels"].get("trace_id") for series in prom.exemplars(selector) for e in series["exemplars"]}
     assert trace_ids and all(t and len(t) == 32 for t in trace_ids), trace_ids
+    missing = sorted(t for t in trace_ids if not jaeger.trace(t))
+    assert not missing, f"exemplar trace ids not in Jaeger: {missing}"
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 90) -> None:
