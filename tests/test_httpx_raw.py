@@ -71,7 +71,8 @@ async def test_raw_stream_matches_sdk_path(recording: Dict[str, Any], reader: st
     for key in ("gen_ai.provider.name", "gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model",
                 "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "steer.usage.source"):
         assert attrs.get(key) == want.get(key), key
-    assert list(attrs.get("gen_ai.response.finish_reasons", [])) == expected["finish_reasons"]
+    # the span's (an error stream: "error" where a finish reason never arrived), as the SDK path's span says
+    assert list(attrs.get("gen_ai.response.finish_reasons", [])) == list(want.get("gen_ai.response.finish_reasons", []))
     # One chunk-counting rule: what the SDK hands the caller (no pings, keep-alives, [DONE] or error
     # events), whichever reader, sync or async (issue 19, item 3).
     assert attrs["steer.stream.chunks"] == expected["chunks"]

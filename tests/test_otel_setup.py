@@ -52,7 +52,7 @@ def test_nothing_configured_sets_up_nothing_and_follows_what_the_app_configures_
     # With no destination in the environment steer stays on the global proxies, which then follow
     # the providers the application installs after instrument().
     result, _ = run_app(app_env(), "--configure-after", "--streams", "1")
-    assert result["describe"] == {"traces": None, "metrics": None}
+    assert result["describe"] == {"traces": None, "metrics": None, "logs": None}
     assert result["tracing_configured"] is False and result["metrics_configured"] is False
     assert [s["name"] for s in result["own_spans"]] == ["chat gpt-4o-mini"]
     assert result["own_spans"][0]["attributes"]["gen_ai.provider.name"] == "openai"
@@ -62,7 +62,7 @@ def test_nothing_configured_sets_up_nothing_and_follows_what_the_app_configures_
 def test_the_applications_own_providers_win_and_steer_configures_nothing() -> None:
     with OtlpHttpReceiver() as receiver:
         result, _ = run_app(app_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint), "--own-providers", "--streams", "1")
-    assert result["describe"] == {"traces": None, "metrics": None}
+    assert result["describe"] == {"traces": None, "metrics": None, "logs": None}
     assert [s["name"] for s in result["own_spans"]] == ["chat gpt-4o-mini"]
     assert STEER_METRICS <= set(result["own_metrics"])
     assert receiver.received.spans == [] and receiver.received.metrics == []
@@ -79,7 +79,7 @@ def test_defaults_export_traces_and_metrics_over_otlp(protocol: str) -> None:
         )
         result, _ = run_app(env)  # the process exits: the SDK flushes at exit
         assert wait_for(lambda: len(receiver.received.spans) >= 2 and STEER_METRICS <= receiver.received.metric_names())
-    assert result["describe"] == {"traces": f"otlp ({protocol})", "metrics": f"otlp ({protocol})"}
+    assert result["describe"] == {"traces": f"otlp ({protocol})", "metrics": f"otlp ({protocol})", "logs": None}
     spans = [s for s in receiver.received.spans if s["name"] == "chat gpt-4o-mini"]
     assert len(spans) == 2
     span = spans[0]
@@ -98,7 +98,7 @@ def test_per_signal_settings_traces_only() -> None:
         env = app_env(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.endpoint + "/v1/traces", OTEL_METRICS_EXPORTER="none")
         result, _ = run_app(env, "--streams", "1")
         assert wait_for(lambda: len(receiver.received.spans) >= 1)
-    assert result["describe"] == {"traces": "otlp (http/protobuf)", "metrics": None}
+    assert result["describe"] == {"traces": "otlp (http/protobuf)", "metrics": None, "logs": None}
     assert result["metrics_configured"] is False
     assert receiver.received.metrics == []
 
@@ -106,7 +106,7 @@ def test_per_signal_settings_traces_only() -> None:
 def test_console_exporters_and_an_unknown_name_is_skipped_not_raised() -> None:
     env = app_env(OTEL_TRACES_EXPORTER="no_such_exporter,console", OTEL_METRICS_EXPORTER="console")
     result, stdout = run_app(env, "--streams", "1")
-    assert result["describe"] == {"traces": "console", "metrics": "console"}
+    assert result["describe"] == {"traces": "console", "metrics": "console", "logs": None}
     assert '"gen_ai.provider.name": "openai"' in stdout  # the console span exporter's JSON
     assert '"name": "gen_ai.client.operation.duration"' in stdout  # the console metric exporter's JSON
 
@@ -115,7 +115,7 @@ def test_none_means_nothing_even_with_an_endpoint() -> None:
     with OtlpHttpReceiver() as receiver:
         env = app_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
         result, _ = run_app(env, "--streams", "1")
-    assert result["describe"] == {"traces": None, "metrics": None}
+    assert result["describe"] == {"traces": None, "metrics": None, "logs": None}
     assert receiver.received.spans == [] and receiver.received.metrics == []
 
 

@@ -30,7 +30,7 @@ def instrument(
     providers: Any = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
-    capture_content: Optional[bool] = None,
+    capture_content: Any = None,
     estimate_usage: bool = True,
     on_start: Optional[Callable[..., Any]] = None,
     on_delta: Optional[Callable[..., Any]] = None,
@@ -42,7 +42,10 @@ def instrument(
 ) -> None:
     """Patch the installed provider SDKs so every call becomes a span plus metrics (idempotent).
 
-    Extra options: ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
+    ``capture_content``: True/False, or a content mode: ``"NO_CONTENT"``, ``"SPAN_ONLY"``, ``"EVENT_ONLY"``,
+    ``"SPAN_AND_EVENT"`` (default: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``; True is SPAN_ONLY).
+    Extra options: ``logger_provider`` (for the ``gen_ai.client.inference.operation.details`` event;
+    default the global one), ``content_max_chars``, ``redact`` (a ``str -> str`` hook applied to captured
     content), ``chunk_gap_metric`` (``"per_stream"`` or ``"per_chunk"``), ``provider_name``,
     ``json_max_depth`` / ``json_max_bytes`` (bounds of JSON-mode tracking), ``stall_after`` (seconds of
     silence before an open stream is reported stalled; None/0: off) and ``on_stall`` (its callback),

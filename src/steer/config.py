@@ -11,8 +11,17 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 ALL_PROVIDERS: Tuple[str, ...] = ("openai", "anthropic", "google_genai", "httpx")
 
-# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT values seen in the ecosystem that mean "on".
-_TRUTHY = {"1", "true", "yes", "on", "span_only", "span_and_event", "event_only"}
+_TRUTHY = {"1", "true", "yes", "on"}
+_FALSY = {"0", "false", "no", "off"}
+
+# Content capture modes, as the OpenTelemetry Python GenAI instrumentations (opentelemetry-util-genai)
+# name them in OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT. Where content may go:
+CONTENT_MODES = {
+    "NO_CONTENT": (False, False),  # (on the span, on the gen_ai.client.inference.operation.details event)
+    "SPAN_ONLY": (True, False),
+    "EVENT_ONLY": (False, True),
+    "SPAN_AND_EVENT": (True, True),
+}
 
 Redactor = Callable[[str], str]
 UNSET: Any = object()  # "not given": the environment or the default decides
@@ -22,7 +31,11 @@ DEFAULT_STALL_AFTER = 30.0  # seconds; see docs/telemetry.md "Streams that hang"
 @dataclass(frozen=True)
 class Settings:
     providers: Tuple[str, ...] = ALL_PROVIDERS
-    capture_content: bool = False
+    capture_content: bool = False  # content is gathered at all: it goes on the span or on an emitted event
+    content_mode: str = "NO_CONTENT"  # a CONTENT_MODES key
+    content_on_span: bool = False  # gen_ai.input/output.messages & co. on the span
+    content_on_event: bool = False  # ... and on the event, when the event is emitted
+    emit_event: bool = False  # emit gen_ai.client.inference.operation.details
     content_max_chars: int = 16_384  # cap for each gen_ai.*.messages attribute
     redact: Optional[Redactor] = None  # applied to captured content before it leaves the process
     estimate_usage: bool = True
@@ -69,12 +82,43 @@ def semconv_from_env() -> str:
     each entry stripped, matched exactly (opentelemetry.instrumentation._semconv)."""
     opt_in = [entry.strip() for entry in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")]
     return "latest" if "gen_ai_latest_experimental" in opt_in else "v1.41"
+def content_mode(value: Any) -> str:
+    """A CONTENT_MODES key from ``capture_content=`` (a bool or a mode name) or the environment's
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (a mode name, or legacy true/false; any case).
+    Legacy "on" means SPAN_ONLY (what steer and the earlier instrumentations did); unknown values
+    mean NO_CONTENT with a warning, as opentelemetry-util-genai reads them."""
+    if value is None or value is False:
+        return "NO_CONTENT"
+    if value is True:
+        return "SPAN_ONLY"
+    text = str(value).strip()
+    mode = text.upper()
+    if mode in CONTENT_MODES:
+        return mode
+    if text.lower() in _TRUTHY:
+        return "SPAN_ONLY"
+    if text and text.lower() not in _FALSY:
+        import logging
+
+        logging.getLogger("steer").warning(
+            "steer: %r is not a content capture mode (one of %s, or true/false); capturing no content",
+            text, ", ".join(CONTENT_MODES))
+    return "NO_CONTENT"
+
+
+def _emit_event(mode: str, raw: Optional[str]) -> bool:
+    """OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT: true/false (any case) decides; unset or anything else
+    follows the mode (EVENT_ONLY and SPAN_AND_EVENT emit), as opentelemetry-util-genai reads it."""
+    value = (raw or "").strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    return CONTENT_MODES[mode][1]
 
 
 def load_settings(
     *,
     providers: Optional[Any] = None,
-    capture_content: Optional[bool] = None,
+    capture_content: Optional[Any] = None,
     estimate_usage: Optional[bool] = None,
     content_max_chars: Optional[int] = None,
     redact: Optional[Redactor] = None,
@@ -103,13 +147,17 @@ def load_settings(
         "per_chunk" if semconv == "latest" else "per_stream")
     if gap_mode not in ("per_stream", "per_chunk"):
         raise ValueError("steer: chunk_gap_metric must be 'per_stream' or 'per_chunk'")
+    mode = content_mode(capture_content if capture_content is not None
+                        else os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"))
+    on_span, on_event = CONTENT_MODES[mode]
+    emit = _emit_event(mode, os.environ.get("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"))
     return Settings(
         providers=chosen,
-        capture_content=(
-            capture_content
-            if capture_content is not None
-            else _env_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False)
-        ),
+        capture_content=on_span or (on_event and emit),
+        content_mode=mode,
+        content_on_span=on_span,
+        content_on_event=on_event,
+        emit_event=emit,
         content_max_chars=content_max_chars or _env_int("STEER_CONTENT_MAX_CHARS", 16_384),
         redact=redact,
         estimate_usage=estimate_usage if estimate_usage is not None else _env_bool("STEER_ESTIMATE_USAGE", True),

@@ -65,7 +65,8 @@ def build_runtime(
     providers: Any = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
-    capture_content: Optional[bool] = None,
+    logger_provider: Any = None,
+    capture_content: Any = None,
     estimate_usage: Optional[bool] = True,
     on_start: Optional[Callable[..., Any]] = None,
     on_delta: Optional[Callable[..., Any]] = None,
@@ -95,6 +96,8 @@ def build_runtime(
     from steer import otel_setup
 
     tracer_provider, meter_provider = otel_setup.resolve_providers(tracer_provider, meter_provider)
+    if settings.emit_event:  # logs are set up only for the details event
+        logger_provider = otel_setup.resolve_logger_provider(logger_provider)
     listeners = Listeners(
         {"on_start": on_start, "on_delta": on_delta, "on_usage": on_usage, "on_complete": on_complete, "on_error": on_error,
          "on_stall": on_stall},
@@ -108,7 +111,7 @@ def build_runtime(
         from steer.processing import cost as _cost
 
         _cost.warm_up()  # genai-prices and its data, off every caller's path
-    return Runtime(settings, tracer_provider, meter_provider, listeners)
+    return Runtime(settings, tracer_provider, meter_provider, listeners, logger_provider)
 
 
 def instrument(**options: Any) -> None:

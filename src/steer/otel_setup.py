@@ -29,12 +29,13 @@ log = logging.getLogger("steer")
 # protocol is set, steer follows the spec (port 4318, the path most collectors and vendors document).
 DEFAULT_PROTOCOL = "http/protobuf"
 _PROTOCOL_ENTRY_POINT = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
-_GROUP = {"traces": "opentelemetry_traces_exporter", "metrics": "opentelemetry_metrics_exporter"}
-_SIGNAL_ENV = {"traces": "TRACES", "metrics": "METRICS"}
+_GROUP = {"traces": "opentelemetry_traces_exporter", "metrics": "opentelemetry_metrics_exporter",
+          "logs": "opentelemetry_logs_exporter"}
+_SIGNAL_ENV = {"traces": "TRACES", "metrics": "METRICS", "logs": "LOGS"}
 
 _LOCK = threading.Lock()
 # What steer itself set up in this process (None: nothing), for describe() and the CLI.
-_CONFIGURED: dict = {"traces": None, "metrics": None}
+_CONFIGURED: dict = {"traces": None, "metrics": None, "logs": None}
 
 
 def resolve_providers(tracer_provider: Any = None, meter_provider: Any = None) -> Tuple[Any, Any]:
@@ -66,6 +67,52 @@ def resolve_providers(tracer_provider: Any = None, meter_provider: Any = None) -
         except Exception as exc:  # a broken exporter package must not break instrument()
             log.warning("steer: could not set up the OpenTelemetry SDK from the environment: %s", exc)
     return tracer_provider, meter_provider
+
+
+def resolve_logger_provider(logger_provider: Any = None) -> Any:
+    """The logger provider for the ``gen_ai.client.inference.operation.details`` event, by the same
+    rules as traces and metrics: the one passed in, else the application's global one, else one built
+    from ``OTEL_LOGS_EXPORTER`` / ``OTEL_EXPORTER_OTLP_*`` (a BatchLogRecordProcessor per exporter)
+    and installed as the global one. Only called when the event is switched on."""
+    if logger_provider is not None or _truthy(os.environ.get("OTEL_SDK_DISABLED")):
+        return logger_provider
+    with _LOCK:
+        try:
+            if _CONFIGURED["logs"] is None and not logging_configured():
+                built, names = _logger_provider(os.environ, None)
+                if built is not None:
+                    from opentelemetry import _logs
+
+                    _logs.set_logger_provider(built)
+                    _CONFIGURED["logs"] = ", ".join(names)
+                    log.info("steer: no logger provider was configured; exporting events to %s", _CONFIGURED["logs"])
+        except Exception as exc:  # a broken exporter package must not break instrument()
+            log.warning("steer: could not set up OpenTelemetry logs from the environment: %s", exc)
+    return None
+
+
+def logging_configured() -> bool:
+    """True when the application (or a distro) installed a global logger provider."""
+    from opentelemetry import _logs
+    from opentelemetry._logs._internal import ProxyLoggerProvider
+
+    return not isinstance(_logs.get_logger_provider(), ProxyLoggerProvider)
+
+
+def _logger_provider(env: Mapping[str, str], otlp_endpoint: Optional[str]) -> Tuple[Any, List[str]]:
+    exporters = _exporters("logs", env)
+    if otlp_endpoint:
+        exporters.append(("otlp (http/protobuf)", _explicit_otlp("logs", otlp_endpoint)))
+    if not exporters:
+        return None, []
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create({}))
+    for _, exporter in exporters:
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))  # reads OTEL_BLRP_*
+    return provider, [name for name, _ in exporters]
 
 
 def tracing_configured() -> bool:
@@ -163,7 +210,7 @@ def _meter_provider(env: Mapping[str, str], extra_readers: Sequence[Any], otlp_e
 
 # -- exporters from the environment ------------------------------------------------------------------
 def exporter_names(signal: str, env: Optional[Mapping[str, str]] = None) -> List[str]:
-    """``OTEL_{TRACES,METRICS}_EXPORTER`` as a list; unset means ``otlp`` when an OTLP endpoint is set,
+    """``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` as a list; unset means ``otlp`` when an OTLP endpoint is set,
     else nothing. ``none`` anywhere in the list means nothing at all (the specification's reading)."""
     env = os.environ if env is None else env
     raw = env.get(f"OTEL_{_SIGNAL_ENV[signal]}_EXPORTER")
@@ -229,7 +276,11 @@ def _select(eps: Any, group: str) -> Iterable[Any]:
 
 
 def _explicit_otlp(signal: str, endpoint: str) -> Any:
-    url = endpoint.rstrip("/") + ("/v1/traces" if signal == "traces" else "/v1/metrics")
+    url = endpoint.rstrip("/") + "/v1/" + signal
+    if signal == "logs":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=url)
     if signal == "traces":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

@@ -8,7 +8,6 @@ logged once, counted, and never reach the caller.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import uuid
@@ -46,10 +45,15 @@ class Runtime:
     """Everything calls share under one ``instrument()`` or ``wrap()``: settings, telemetry, listeners."""
 
     def __init__(self, settings: Settings, tracer_provider: Any = None, meter_provider: Any = None,
-                 listeners: Listeners = NO_LISTENERS) -> None:
+                 listeners: Listeners = NO_LISTENERS, logger_provider: Any = None) -> None:
         self.settings = settings
         self.spans = SpanRecorder(tracer_provider, settings)
         self.instruments = Instruments(meter_provider, conventions(settings.semconv), stalled=self._stalled_streams)
+        self.details_events: Any = None
+        if settings.emit_event:
+            from steer.telemetry.details_event import DetailsEvents
+
+            self.details_events = DetailsEvents(logger_provider, settings, self.spans)
         self.listeners = listeners
         # End-of-call work off the caller's thread, unless a listener must see the end there: plain
         # callbacks run inline, in event order, before the caller's loop ends (docs/events.md).
@@ -100,7 +104,7 @@ class Session:
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
-        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls", "attempts", "ending",
+        "metadata", "stall_after_ns", "gap_mark", "stall_start", "stalls", "attempts", "ending", "content_in",
     )
 
     def __init__(self, rt: Runtime, call: CallInfo, decoder: Decoder) -> None:
@@ -139,8 +143,9 @@ class Session:
 
             self.json = JsonStreamTracker(max_depth=settings.json_max_depth, max_bytes=settings.json_max_bytes)
             self.asm.text_sink = self.json.feed
-        content = self._input_content() if settings.capture_content else None
-        self.span = rt.spans.start(call, self.wall0, content, attached.values if attached is not None else None)
+        content = self.content_in = self._input_content() if settings.capture_content else None
+        self.span = rt.spans.start(call, self.wall0, content if settings.content_on_span else None,
+                                   attached.values if attached is not None else None)
         self.stall_after_ns = int(settings.stall_after * 1e9) if settings.stall_after and call.streaming else 0
         if call.streaming:
             self.active_counted = rt.instruments.open_streams.opened(self.metric_attrs)  # a token (int), truthy
@@ -287,6 +292,7 @@ class Session:
                           response_id=asm.response_id, response_model=asm.response_model,
                           finish_reasons=asm.finish_reasons(), decode_errors=asm.decode_errors,
                           invalid_values=asm.invalid)
+        arrived = outcome.finish_reasons  # what the provider sent (events report these)
         if self.chunks:
             outcome.ttfc_s = (self.t_first - self.t0) / 1e9
             if self.chunks > 1:
@@ -297,21 +303,20 @@ class Session:
         outcome.json = self._json_summary(outcome)
         info = None
         if error is not None:
-            info = error_rules.classify_exception(error)
-            named = getattr(self.decoder, "error_type", None)  # a provider's own error names (Anthropic's error.type)
-            if named is not None and named(error):
-                info = dataclasses.replace(info, error_type=named(error))
+            info = error_rules.classify_exception(error)  # error.type: the exception's class name, every provider
             outcome.error = error
         elif asm.error is not None:
             info = error_rules.classify_stream_error(asm.error)
             outcome.end = "error"
         if info is not None:
             outcome.error_type, outcome.error_message = info.error_type, info.message
+        finish = self._finish_by_choice(outcome)
+        outcome.finish_reasons = [finish[c] for c in sorted(finish, key=choice_order)]
         outcome.usage = self._usage(outcome)
         if rt.settings.cost:
             self._cost(outcome)
         if rt.settings.capture_content:
-            outcome.output_messages = self._output_content(outcome)
+            outcome.output_messages = self._output_content(outcome, finish)
         outcome.extra = asm.extra
         if self.stall_start:
             self._stall_over(now)  # still silent when the call ended
@@ -321,9 +326,11 @@ class Session:
             self._retries(outcome)
         check_outcome(outcome)  # wire values OTLP cannot carry: left out or repaired, counted
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
+        if rt.details_events is not None:  # the gen_ai.client.inference.operation.details log event
+            rt.details_events.emit(self.span, call, outcome, self.content_in, self.wall0 + (now - self.t0))
         rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
         if rt.listeners.active:
-            self._emit_end(outcome, info)
+            self._emit_end(outcome, info, arrived)
 
     # -- HTTP attempts (the SDKs' retries), reported by the httpx hook while the call sends ----------
     def attempt_sent(self) -> Attempts:
@@ -373,6 +380,20 @@ class Session:
         return JsonSummary(objects=len(result.objects), duplicates_dropped=result.duplicates_dropped + self.asm.duplicates_dropped,
                            valid=result.valid, repaired=result.repaired, error=result.error)
 
+    def _finish_by_choice(self, outcome: Outcome) -> Dict[Any, str]:
+        """Each choice's finish reason; ``error`` for a choice whose reason was expected and never
+        arrived: one that produced output, and, when the call failed or was stopped before its final
+        event, each choice the request asked for (semconv: finish reasons never silently missing)."""
+        asm = self.asm
+        finish = dict(asm.finish)
+        expected = set(asm.text) | set(asm.reasoning) | set(asm.refusal) | {c.choice_index for c in outcome.tool_calls}
+        if (outcome.end != "complete" or outcome.error_type) and self.call.operation != "embeddings":
+            count = self.call.params.get("choice_count")
+            expected.update(range(count if isinstance(count, int) and 0 < count <= 128 else 1))
+        for choice in expected:
+            finish.setdefault(choice, "error")
+        return finish
+
     def _usage(self, outcome: Outcome) -> Usage:
         asm = self.asm
         if asm.usage is not None:
@@ -409,25 +430,34 @@ class Session:
 
     # -- content capture (only when on) --------------------------------------------------------------
     def _input_content(self) -> Optional[Dict[str, Any]]:
+        """``{"system": parts, "input": messages, "tools": definitions}`` from the request."""
         extract = getattr(self.decoder, "input_content", None)
-        if extract is None:
-            return None
-        system, messages = extract(self.call.request)
-        return {"system": system, "input": messages}
+        return extract(self.call.request) if extract is not None else None
 
-    def _output_content(self, outcome: Outcome) -> List[Dict[str, Any]]:
+    def _output_content(self, outcome: Outcome, finish: Dict[Any, str]) -> List[Dict[str, Any]]:
+        """One assistant message per choice, parts in the conventions' shapes: reasoning, the tools the
+        provider ran, text, refusal, client tool calls. A choice that produced nothing and whose finish
+        reason never arrived (a failed call) gets no message."""
         asm = self.asm
+        server = asm.extra.get("server_tool_parts") or {}
         messages = []
-        choices = set(asm.text) | set(asm.finish) | {c.choice_index for c in outcome.tool_calls} or {0}
-        for choice in sorted(choices, key=choice_order):
+        for choice in sorted(set(finish) | set(server), key=choice_order):
             parts: List[Dict[str, Any]] = []
+            reasoning = asm.reasoning.get(choice)
+            if reasoning is not None:
+                parts.append({"type": "reasoning", "content": reasoning.text()})
+            parts.extend(server.get(choice, ()))
             text = asm.joined_text(choice)
             if text:
                 parts.append({"type": "text", "content": text})
+            refusal = asm.refusal.get(choice)
+            if refusal is not None:
+                parts.append({"type": "refusal", "content": refusal.text()})
             for call in outcome.tool_calls:
                 if call.choice_index == choice:
                     parts.append({"type": "tool_call", "id": call.id, "name": call.name, "arguments": call.arguments})
-            messages.append({"role": "assistant", "parts": parts, "finish_reason": asm.finish.get(choice, "")})
+            if parts or choice in asm.finish:
+                messages.append({"role": "assistant", "parts": parts, "finish_reason": finish.get(choice, "error")})
         return messages
 
     # -- events --------------------------------------------------------------------------------------
@@ -448,7 +478,7 @@ class Session:
             emit(StreamDeltaEvent(**self._common(), delta=text, chunk_index=chunk_index, is_json=is_json or kind == "tool_call",
                                   kind=kind, choice_index=choice, tool_call_id=call_id, tool_name=name, tool_call_index=index))  # type: ignore[arg-type]
 
-    def _emit_end(self, outcome: Outcome, info: Any) -> None:
+    def _emit_end(self, outcome: Outcome, info: Any, finish_reasons: List[str]) -> None:
         emit = self.rt.listeners.emit
         usage = outcome.usage
         if usage.source != "none":
@@ -459,7 +489,7 @@ class Session:
         received = dict(total_chunks=outcome.chunks, duration_ms=outcome.duration_s * 1e3,
                         ttft_ms=outcome.ttfc_s * 1e3 if outcome.ttfc_s is not None else None, final_usage=usage,
                         text=choice_texts[0] if choice_texts else "", reasoning=self.asm.joined_reasoning(),
-                        choice_texts=choice_texts, tool_calls=outcome.tool_calls, finish_reasons=outcome.finish_reasons,
+                        choice_texts=choice_texts, tool_calls=outcome.tool_calls, finish_reasons=finish_reasons,
                         end=outcome.end, response_id=outcome.response_id, response_model=outcome.response_model)
         if info is not None:
             event: StreamEvent = StreamErrorEvent(**common, **received, error=outcome.error, error_type=info.error_type,

@@ -1,7 +1,7 @@
 """Real OTLP endpoints on loopback, for the export tests: what the OpenTelemetry exporters send,
 decoded with the OTLP protobuf definitions (``opentelemetry-proto``), plus two broken endpoints.
 
-- ``OtlpHttpReceiver``: OTLP/HTTP (``POST /v1/traces``, ``/v1/metrics``, protobuf bodies).
+- ``OtlpHttpReceiver``: OTLP/HTTP (``POST /v1/traces``, ``/v1/metrics``, ``/v1/logs``, protobuf bodies).
 - ``OtlpGrpcReceiver``: OTLP/gRPC (the TraceService and MetricsService of the OTLP spec).
 - ``BlackHole``: accepts TCP connections and reads, and never answers (a hung collector).
 - ``closed_port()``: a port nothing listens on (connection refused at once).
@@ -14,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List
 
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
@@ -22,6 +23,8 @@ def _value(any_value: Any) -> Any:
     kind = any_value.WhichOneof("value")
     if kind == "array_value":
         return [_value(v) for v in any_value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes(any_value.kvlist_value.values)
     return getattr(any_value, kind) if kind else None
 
 
@@ -36,6 +39,7 @@ class Received:
         self.lock = threading.Lock()
         self.spans: List[Dict[str, Any]] = []
         self.metrics: List[Dict[str, Any]] = []
+        self.logs: List[Dict[str, Any]] = []
         self.headers: List[Dict[str, str]] = []
         self.arrived = threading.Event()
 
@@ -47,7 +51,8 @@ class Received:
                 for ss in rs.scope_spans:
                     for span in ss.spans:
                         self.spans.append({"name": span.name, "attributes": attributes(span.attributes), "resource": resource,
-                                           "scope": ss.scope.name, "kind": span.kind})
+                                           "scope": ss.scope.name, "kind": span.kind,
+                                           "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex()})
         self.arrived.set()
 
     def add_metrics(self, request: Any, headers: Dict[str, str]) -> None:
@@ -58,6 +63,17 @@ class Received:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         self.metrics.append({"name": metric.name, "unit": metric.unit, "resource": resource, "scope": sm.scope.name})
+        self.arrived.set()
+
+    def add_logs(self, request: Any, headers: Dict[str, str]) -> None:
+        with self.lock:
+            self.headers.append(headers)
+            for rl in request.resource_logs:
+                for sl in rl.scope_logs:
+                    for record in sl.log_records:
+                        self.logs.append({"event_name": record.event_name, "attributes": attributes(record.attributes),
+                                          "body": _value(record.body), "scope": sl.scope.name,
+                                          "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex()})
         self.arrived.set()
 
     def metric_names(self) -> set:
@@ -84,6 +100,11 @@ class OtlpHttpReceiver:
                     request.ParseFromString(body)
                     received.add_metrics(request, headers)
                     reply = metrics_pb.ExportMetricsServiceResponse().SerializeToString()
+                elif self.path == "/v1/logs":
+                    request = logs_pb.ExportLogsServiceRequest()
+                    request.ParseFromString(body)
+                    received.add_logs(request, headers)
+                    reply = logs_pb.ExportLogsServiceResponse().SerializeToString()
                 else:
                     self.send_error(404)
                     return

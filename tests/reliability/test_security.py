@@ -36,7 +36,7 @@ from steer.telemetry import semconv as sc
 from .checks import points
 
 RECORDINGS = all_recordings()
-CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.tool.definitions")
 MARK = "s3cr3t"  # in every planted secret: any leak, whole or cut, contains it
 KEY, BEARER, XKEY, APIKEY, COOKIE, QKEY, QAPIKEY, CUSTOM = (f"{MARK}-{n}-{i:04d}" for i, n in enumerate(
     ["apikey", "bearer", "x-api-key", "api-key", "cookie", "query-key", "query-api-key", "custom"]))

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, given, make_usage
+from steer.providers.base import Assembly, function_tool, given, make_usage, other_tool, text_only
 
 PROVIDER = "anthropic"
 API = "anthropic.messages"
@@ -117,11 +117,12 @@ class _ServerTool:
 class MessagesDecoder:
     """One per call: raw Messages stream events (or a whole ``Message``) -> Assembly."""
 
-    __slots__ = ("kinds", "server", "usage_in", "cache_read", "cache_creation", "usage_out", "reasoning_tokens", "seen_usage")
+    __slots__ = ("kinds", "server", "results", "usage_in", "cache_read", "cache_creation", "usage_out", "reasoning_tokens", "seen_usage")
 
     def __init__(self) -> None:
         self.kinds: Dict[int, int] = {}  # content block index -> _TEXT / _THINKING / _TOOL / _SERVER
         self.server: Dict[int, _ServerTool] = {}
+        self.results: Dict[int, Dict[str, Any]] = {}  # server tool results by block index: id and block type
         self.usage_in: Optional[int] = None
         self.cache_read: Optional[int] = None
         self.cache_creation: Optional[int] = None
@@ -164,6 +165,7 @@ class MessagesDecoder:
     def _block(self, index: int, block: Any, asm: Assembly) -> None:
         kind = _BLOCK_KINDS.get(block.type)
         if kind is None:
+            self._result(index, block)
             return  # web_search_tool_result, redacted_thinking, ...: not output text, not client calls
         self.kinds[index] = kind
         if kind == _TEXT:
@@ -217,14 +219,29 @@ class MessagesDecoder:
             elif kind == _SERVER:
                 tool = self.server[index] = _ServerTool(block.id, block.name)
                 tool.parts.append(_json_text(block.input))
+            else:
+                self._result(index, block)
         asm.set_finish(0, resp.stop_reason)
         self._usage(resp.usage, final=True)
+
+    def _result(self, index: int, block: Any) -> None:
+        kind = block.type
+        if isinstance(kind, str) and kind.endswith("_tool_result"):  # web_search_tool_result, mcp_tool_result...
+            self.results[index] = {"type": "server_tool_call_response", "id": getattr(block, "tool_use_id", None),
+                                   "server_tool_call_response": {"type": kind}}
 
     def finish(self, asm: Assembly) -> None:
         if self.server:
             asm.extra["server_tool_calls"] = [
                 {"id": t.id, "name": t.name, "arguments": "".join(t.parts)} for t in self.server.values()
             ]
+        if self.server or self.results:
+            # The output message's server tool parts, in block order (the conventions' parts).
+            parts = dict(self.results)
+            for index, t in self.server.items():
+                parts[index] = {"type": "server_tool_call", "id": t.id, "name": t.name,
+                                "server_tool_call": {"type": t.name, "arguments": _parsed("".join(t.parts))}}
+            asm.extra["server_tool_parts"] = {0: [parts[i] for i in sorted(parts)]}
         if not self.seen_usage:
             return
         count = asm.token_count  # each count checked once, before any sum
@@ -243,15 +260,15 @@ class MessagesDecoder:
         )
 
     @staticmethod
-    def error_type(exc: BaseException) -> Optional[str]:
-        """The API's own error type (``not_found_error``, ``overloaded_error``, ...) carried by the SDK's
-        ``APIStatusError.type``: the same ``error.type`` the SDK's own span would have set."""
-        value = getattr(exc, "type", None)
-        return value if isinstance(value, str) and value else None
-
-    @staticmethod
-    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    def input_content(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         return input_messages(request)
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return text
 
 
 def _json_text(value: Any) -> str:
@@ -261,16 +278,29 @@ def _json_text(value: Any) -> str:
         return ""
 
 
-def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(system instruction parts, input messages) in the semconv JSON shape, for content capture."""
+def input_messages(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """System instructions (``system=``, text parts), input messages and tool definitions, in the
+    semconv JSON shape, for content capture."""
     if not request:
-        return [], []
-    system = _parts(request.get("system"))
+        return {"system": [], "input": [], "tools": []}
     messages = []
     for message in request.get("messages") or ():
         if isinstance(message, Mapping):
             messages.append({"role": message.get("role", "user"), "parts": _parts(message.get("content"))})
-    return system, messages
+    return {"system": text_only(_parts(request.get("system"))), "input": messages, "tools": tool_definitions(request)}
+
+
+def tool_definitions(request: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """``tools``: client tools (``input_schema``) as functions, server tools (``web_search_20250305``...) by type."""
+    out: List[Dict[str, Any]] = []
+    for tool in request.get("tools") or ():
+        if not isinstance(tool, Mapping):
+            continue
+        if "input_schema" in tool or tool.get("type") in (None, "custom"):
+            out.append(function_tool(tool.get("name"), tool.get("description"), tool.get("input_schema")))
+        else:
+            out.append(other_tool(tool.get("type"), tool.get("name")))
+    return out
 
 
 def _parts(content: Any) -> List[Dict[str, Any]]:

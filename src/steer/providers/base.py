@@ -351,6 +351,23 @@ def _text_or_none(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
+def function_tool(name: Any, description: Any = None, parameters: Any = None) -> Dict[str, Any]:
+    """One client function in ``gen_ai.tool.definitions`` (the conventions' FunctionToolDefinition)."""
+    return {"type": "function", "name": name if isinstance(name, str) else str(name),
+            "description": description if isinstance(description, str) else None, "parameters": parameters}
+
+
+def other_tool(kind: Any, name: Any = None) -> Dict[str, Any]:
+    """A tool that is not a client function (a provider's server tool: web search, code execution...)."""
+    kind = str(kind or "unknown")
+    return {"type": kind, "name": name if isinstance(name, str) and name else kind}
+
+
+def text_only(parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """System instructions hold text parts only (gen-ai-system-instructions.json)."""
+    return [p for p in parts if p.get("type") == "text"]
+
+
 class Decoder(Protocol):
     """One per call. ``decode`` is called for every chunk the SDK yields; ``finish`` once at the end."""
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, AttrView, make_usage
+from steer.providers.base import Assembly, AttrView, function_tool, make_usage, other_tool, text_only
 
 # Gemini finish reasons the shared table leaves out. STOP, MAX_TOKENS, SAFETY, RECITATION, BLOCKLIST,
 # PROHIBITED_CONTENT, SPII, IMAGE_SAFETY and MALFORMED_FUNCTION_CALL are normalised in base.py;
@@ -265,9 +265,12 @@ class GenerateContentDecoder:
                                 asm.add_reasoning(index, text)
                             else:
                                 asm.add_text(index, text)
-                        call = part.function_call
-                        if call is not None:
-                            self._function_call(index, call, asm)
+                        else:  # a Part holds one kind of data: no text, so maybe a call
+                            call = part.function_call
+                            if call is not None:
+                                self._function_call(index, call, asm)
+                            elif text is None:
+                                _server_tool_part(index, part, asm)
                 reason = candidate.finish_reason
                 if reason is not None:
                     raw = getattr(reason, "value", reason)
@@ -303,8 +306,27 @@ class GenerateContentDecoder:
             asm.usage = usage_from(asm, metas)
 
     @staticmethod
-    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    def input_content(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         return input_messages(request)
+
+
+def _server_tool_part(index: int, part: Any, asm: Assembly) -> None:
+    """Code execution ran at Google: the code and its result, kept (in order) for the captured output."""
+    code, result = part.executable_code, part.code_execution_result
+    if code is None and result is None:
+        return
+    parts = asm.extra.setdefault("server_tool_parts", {}).setdefault(index, [])
+    if code is not None:
+        parts.append({"type": "server_tool_call", "id": getattr(code, "id", None), "name": "code_execution",
+                      "server_tool_call": {"type": "code_execution", "language": _value(code.language), "code": code.code}})
+    else:
+        parts.append({"type": "server_tool_call_response", "id": getattr(result, "id", None),
+                      "server_tool_call_response": {"type": "code_execution", "outcome": _value(result.outcome),
+                                                    "output": result.output}})
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, "value", value)  # SDK enums
 
 
 # -- content capture (only when on) ----------------------------------------------------------------------
@@ -327,12 +349,13 @@ def _parts(parts: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(system instruction parts, input messages) in the semconv JSON shape."""
+def input_messages(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """System instructions (``system_instruction``, text parts), input messages and tool definitions,
+    in the semconv JSON shape."""
     if not request:
-        return [], []
+        return {"system": [], "input": [], "tools": []}
     system_content = request.get("systemInstruction")
-    system = _parts(system_content.get("parts")) if isinstance(system_content, Mapping) else []
+    system = text_only(_parts(system_content.get("parts"))) if isinstance(system_content, Mapping) else []
     messages = []
     for content in request.get("contents") or ():
         if not isinstance(content, Mapping):
@@ -342,4 +365,22 @@ def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str,
         if parts and all(p["type"] == "tool_call_response" for p in parts):
             role = "tool"
         messages.append({"role": role, "parts": parts})
-    return system, messages
+    return {"system": system, "input": messages, "tools": tool_definitions(request)}
+
+
+def tool_definitions(request: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """``tools``: each function declaration as a function, other tools (``google_search``,
+    ``code_execution``...) by their kind."""
+    out: List[Dict[str, Any]] = []
+    for tool in request.get("tools") or ():
+        if not isinstance(tool, Mapping):
+            continue
+        for kind, spec in tool.items():
+            if kind in ("function_declarations", "functionDeclarations"):
+                for fn in spec or ():
+                    if isinstance(fn, Mapping):
+                        params = fn.get("parameters_json_schema") or fn.get("parametersJsonSchema") or fn.get("parameters")
+                        out.append(function_tool(fn.get("name"), fn.get("description"), params))
+            else:
+                out.append(other_tool(kind))
+    return out

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, field_of, given, make_usage
+from steer.providers.base import Assembly, field_of, function_tool, given, make_usage, other_tool
 
 # Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
 _HOSTS: Tuple[Tuple[str, str], ...] = (
@@ -82,8 +82,9 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
     if fmt:
         params["output_type"] = "json" if fmt in ("json_object", "json_schema") else "text"
     extra: Dict[str, Any] = {"api_type": "chat_completions" if operation == "chat" else "completions"}
-    if kwargs.get("service_tier"):
-        extra["request_service_tier"] = kwargs["service_tier"]
+    tier = kwargs.get("service_tier")
+    if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"
+        extra["request_service_tier"] = tier
     return CallInfo(
         provider=provider,
         api=api,
@@ -127,6 +128,7 @@ class ChatDecoder:
                 asm.response_model = chunk.model
             if chunk.id:
                 asm.response_id = chunk.id
+            _response_extras(chunk, asm)
         choices = chunk.choices
         if choices:
             for choice in choices:
@@ -167,6 +169,7 @@ class ChatDecoder:
     def decode_response(self, resp: Any, asm: Assembly) -> None:
         asm.response_id = resp.id or None
         asm.response_model = resp.model or None
+        _response_extras(resp, asm)
         for choice in resp.choices or ():
             index = choice.index or 0
             message = choice.message
@@ -192,8 +195,16 @@ class ChatDecoder:
         return None
 
     @staticmethod
-    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-        return input_messages(request)
+    def input_content(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+        return {"system": [], "input": input_messages(request), "tools": tool_definitions(request)}
+
+
+def _response_extras(response: Any, asm: Assembly) -> None:
+    """``service_tier`` and ``system_fingerprint`` of a response (every chunk repeats them: read once)."""
+    for name in ("service_tier", "system_fingerprint"):
+        value = getattr(response, name, None)
+        if isinstance(value, str) and value:
+            asm.extra[name] = value
 
 
 class CompletionDecoder(ChatDecoder):
@@ -217,12 +228,13 @@ class CompletionDecoder(ChatDecoder):
     decode_response = decode
 
 
-def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(system instructions parts, input messages) in the semconv JSON shape, for content capture."""
-    system: List[Dict[str, Any]] = []
+def input_messages(request: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """The input messages in the semconv JSON shape, for content capture. ``system`` and ``developer``
+    messages stay where the caller put them: they are part of the chat history, not instructions
+    given apart (the conventions keep ``gen_ai.system_instructions`` for those)."""
     messages: List[Dict[str, Any]] = []
     if not request:
-        return system, messages
+        return messages
     prompt = request.get("prompt")
     if isinstance(prompt, str):
         messages.append({"role": "user", "parts": [{"type": "text", "content": prompt}]})
@@ -236,11 +248,28 @@ def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str,
             parts.append({"type": "tool_call", "id": call.get("id"), "name": fn.get("name"), "arguments": fn.get("arguments")})
         if role == "tool":
             parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"), "response": message.get("content")}]
-        if role in ("system", "developer"):
-            system.extend(parts)
+        messages.append({"role": role, "parts": parts})
+    return messages
+
+
+def tool_definitions(request: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """``tools`` (and the older ``functions``) of a Chat Completions request, for ``gen_ai.tool.definitions``."""
+    out: List[Dict[str, Any]] = []
+    if not request:
+        return out
+    for tool in request.get("tools") or ():
+        if not isinstance(tool, Mapping):
+            continue
+        fn = tool.get("function")
+        if tool.get("type", "function") == "function" and isinstance(fn, Mapping):
+            out.append(function_tool(fn.get("name"), fn.get("description"), fn.get("parameters")))
         else:
-            messages.append({"role": role, "parts": parts})
-    return system, messages
+            spec = tool.get(str(tool.get("type")))
+            out.append(other_tool(tool.get("type"), spec.get("name") if isinstance(spec, Mapping) else None))
+    for fn in request.get("functions") or ():
+        if isinstance(fn, Mapping):
+            out.append(function_tool(fn.get("name"), fn.get("description"), fn.get("parameters")))
+    return out
 
 
 def _content_parts(content: Any) -> List[Dict[str, Any]]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, field_of, given, pieces_of
+from steer.providers.base import Assembly, choice_order, field_of, function_tool, given, other_tool, pieces_of, text_only
 from steer.providers.openai import usage_from
 
 # Where each kind of streamed content is assembled (the Assembly dict name) and how it is written.
@@ -45,6 +45,8 @@ _WRITE = {_TEXT: Assembly.add_text, _REFUSAL: Assembly.add_refusal,
 _PARTS = {"output_text": (_TEXT, "text"), "refusal": (_REFUSAL, "refusal"),
           "summary_text": (_SUMMARY, "text"), "reasoning_text": (_REASONING, "text")}
 _CLIENT_TOOLS = {"function_call": "arguments", "custom_tool_call": "input"}
+# Items named *_call that the application itself carries out (not tools the provider ran).
+_CLIENT_RUN = frozenset({"computer_call", "local_shell_call", "shell_call", "apply_patch_call"})
 
 
 def _pieces(asm: Assembly, store: str) -> List[str]:
@@ -83,10 +85,12 @@ class ResponsesDecoder:
         self._response(resp, asm)
 
     def finish(self, asm: Assembly) -> None:
-        return None
+        items = asm.extra.pop("server_tool_items", None)
+        if items:
+            asm.extra["server_tool_parts"] = {0: [items[i] for i in sorted(items, key=choice_order)]}
 
     @staticmethod
-    def input_content(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    def input_content(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         return input_messages(request)
 
     # -- content parts --------------------------------------------------------------------------------
@@ -147,6 +151,8 @@ class ResponsesDecoder:
         elif kind in _CLIENT_TOOLS:
             asm.tool_fragment(0, index, getattr(item, "call_id", None), getattr(item, "name", None), None)
             self._tool_snapshot(asm, index, getattr(item, _CLIENT_TOOLS[kind], None))
+        elif isinstance(kind, str) and kind.endswith("_call") and kind not in _CLIENT_RUN:
+            _server_tool(asm, index, item)  # web_search_call, file_search_call, code_interpreter_call, mcp_call...
 
     @staticmethod
     def _tool_snapshot(asm: Assembly, index: Any, full: Any) -> None:
@@ -181,6 +187,28 @@ class ResponsesDecoder:
             asm.error = {"type": code or "response_failed", "message": field_of(error, "message") or "", "code": code}
         elif status == "cancelled":
             asm.set_finish(0, "cancelled")
+
+
+def _server_tool(asm: Assembly, index: Any, item: Any) -> None:
+    """A tool the provider ran itself, kept for the captured output (never a client tool call). Every
+    copy of the item (``output_item.done``, then ``response.completed``) lands on the same index."""
+    details = {"type": item.type}
+    for name in ("action", "arguments", "code", "server_label", "name", "status"):
+        value = getattr(item, name, None)
+        if value is not None:
+            details[name] = _plain(value)
+    by_index = asm.extra.setdefault("server_tool_items", {})
+    by_index[index] = {"type": "server_tool_call", "id": getattr(item, "id", None),
+                       "name": item.type[:-len("_call")], "server_tool_call": details}
+
+
+def _plain(value: Any) -> Any:
+    """An SDK model (or AttrView) as plain JSON values."""
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json", exclude_none=True)
+    inner = getattr(value, "__pydantic_extra__", None)  # AttrView over raw JSON
+    return inner if isinstance(inner, dict) else value
 
 
 # -- event handlers (one per event type) ---------------------------------------------------------------
@@ -297,8 +325,9 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
     if fmt:
         params["output_type"] = "json" if json_output else "text"
     extra: Dict[str, Any] = {"api_type": "responses"}
-    if given(kwargs.get("service_tier")):
-        extra["request_service_tier"] = kwargs["service_tier"]
+    tier = kwargs.get("service_tier")
+    if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"
+        extra["request_service_tier"] = tier
     model = kwargs.get("model")
     return CallInfo(
         provider=provider,
@@ -315,15 +344,21 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
     )
 
 
-def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """(system instructions parts, input messages) in the semconv JSON shape, for content capture."""
+def input_messages(request: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """System instructions (``instructions=`` only), input messages (``system``/``developer`` items stay
+    in the history where the caller put them) and tool definitions, in the semconv JSON shape."""
     system: List[Dict[str, Any]] = []
     messages: List[Dict[str, Any]] = []
+    out = {"system": system, "input": messages, "tools": tool_definitions(request)}
     if not request:
-        return system, messages
+        return out
     instructions = request.get("instructions")
     if isinstance(instructions, str) and instructions:
         system.append({"type": "text", "content": instructions})
+    elif isinstance(instructions, (list, tuple)):  # instructions as input items
+        for item in instructions:
+            if isinstance(item, Mapping):
+                system.extend(text_only(_content_parts(item.get("content"))))
     items = request.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
@@ -338,12 +373,21 @@ def input_messages(request: Optional[Mapping[str, Any]]) -> Tuple[List[Dict[str,
             messages.append({"role": "tool", "parts": [
                 {"type": "tool_call_response", "id": item.get("call_id"), "response": item.get("output")}]})
         elif kind == "message":
-            role, parts = item.get("role", "user"), _content_parts(item.get("content"))
-            if role in ("system", "developer"):
-                system.extend(parts)
-            else:
-                messages.append({"role": role, "parts": parts})
-    return system, messages
+            messages.append({"role": item.get("role", "user"), "parts": _content_parts(item.get("content"))})
+    return out
+
+
+def tool_definitions(request: Optional[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """``tools`` of a Responses request: functions as they are, built-in tools by their type."""
+    out: List[Dict[str, Any]] = []
+    for tool in (request or {}).get("tools") or ():
+        if not isinstance(tool, Mapping):
+            continue
+        if tool.get("type") == "function":
+            out.append(function_tool(tool.get("name"), tool.get("description"), tool.get("parameters")))
+        else:
+            out.append(other_tool(tool.get("type"), tool.get("name") or tool.get("server_label")))
+    return out
 
 
 def _content_parts(content: Any) -> List[Dict[str, Any]]:

@@ -44,6 +44,10 @@ TOKEN_TYPE = "gen_ai.token.type"
 
 # --- steer.context (issue 17): what the application attaches; defined beside steer.context -----------
 from steer.attached import CONVERSATION_ID, SESSION_ID, USER_ID  # noqa: E402,F401  (gen_ai.conversation.id, session.id, user.id)
+# --- content & the details event (helper "content", issue 14 items 1-2) ---------------------------------
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+EVENT_INFERENCE_DETAILS = "gen_ai.client.inference.operation.details"  # a log record's event_name
 
 # --- span attributes (steer) ------------------------------------------------------------------------
 STREAM_CHUNKS = "steer.stream.chunks"

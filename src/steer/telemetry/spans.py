@@ -6,12 +6,12 @@ The span is never made current across a ``yield``: callers pass it explicitly, a
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Optional, Tuple
 
 from steer.call import CallInfo, Outcome, Retry
 from steer.config import Settings
 from steer.telemetry import semconv as sc
+from steer.telemetry.content import TRUNCATED, prepare
 from steer.telemetry.exportable import repaired, text_ok, value_ok
 
 _PARAMS = {
@@ -35,6 +35,7 @@ _LATEST_PARAMS = {
 _EXTRA = {
     "api_type": sc.OPENAI_API_TYPE,
     "service_tier": sc.OPENAI_SERVICE_TIER,
+    "request_service_tier": sc.OPENAI_REQUEST_SERVICE_TIER,
     "system_fingerprint": sc.OPENAI_SYSTEM_FINGERPRINT,
 }
 
@@ -60,6 +61,15 @@ class SpanRecorder:
               attached: Optional[Dict[str, Any]] = None) -> Any:
         """``attached``: the steer.context values (user.id, session.id, custom): steer's own names win."""
         name = f"{call.operation} {call.request_model}" if call.request_model else call.operation
+        attrs = self.request_attributes(call, attached)
+        if content:
+            attrs.update(self._content_attrs(content))
+        name = clip(name, sc.MAX_ATTRIBUTE_CHARS)
+        return self._tracer.start_span(name if text_ok(name) else repaired(name), kind=self._kind, attributes=attrs,
+                                       start_time=wall_ns)
+
+    def request_attributes(self, call: CallInfo, attached: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """What is known before the request goes out (the span's start; the details event has them too)."""
         attrs: Dict[str, Any] = dict(attached) if attached else {}
         attrs.update({
             sc.OPERATION_NAME: call.operation,
@@ -84,21 +94,10 @@ class SpanRecorder:
             name_ = _EXTRA.get(key)
             if name_ and isinstance(value, (bool, int, float, str)):
                 attrs[name_] = value
-        attrs = bounded(attrs)
-        if content:
-            attrs.update(self._content_attrs(content))
-        name = clip(name, sc.MAX_ATTRIBUTE_CHARS)
-        return self._tracer.start_span(name if text_ok(name) else repaired(name), kind=self._kind, attributes=attrs,
-                                       start_time=wall_ns)
+        return bounded(attrs)
 
     def end(self, span: Any, call: CallInfo, outcome: Outcome, end_wall_ns: int) -> None:
-        attrs: Dict[str, Any] = {}
-        if outcome.response_id:
-            attrs[sc.RESPONSE_ID] = outcome.response_id
-        if outcome.response_model:
-            attrs[sc.RESPONSE_MODEL] = outcome.response_model
-        if outcome.finish_reasons:
-            attrs[sc.RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
+        attrs = response_attributes(outcome)
         if call.streaming:
             attrs[sc.STREAM_CHUNKS] = outcome.chunks
             attrs[sc.STREAM_END] = outcome.end
@@ -144,7 +143,7 @@ class SpanRecorder:
         if outcome.error_type:
             attrs[sc.ERROR_TYPE] = outcome.error_type
         attrs = bounded(attrs)  # before content: captured content has its own cap
-        if outcome.output_messages is not None:
+        if outcome.output_messages is not None and self._settings.content_on_span:
             attrs.update(self._content_attrs({"output": outcome.output_messages}))
         if outcome.error_type:
             span.set_status(self._error_status(self._error_code, clip(outcome.error_message or outcome.error_type,
@@ -176,23 +175,33 @@ class SpanRecorder:
                 attrs[sc.USAGE_ESTIMATE_METHOD] = usage.method
 
     def _content_attrs(self, content: Dict[str, Any]) -> Dict[str, str]:
-        names = {"system": sc.SYSTEM_INSTRUCTIONS, "input": sc.INPUT_MESSAGES, "output": sc.OUTPUT_MESSAGES}
         out: Dict[str, str] = {}
         for key, value in content.items():
             if value:
-                out[names[key]] = self.render_content(value)
+                out[CONTENT_ATTRIBUTES[key]] = self.render_content(value, droppable=key != "output")
         return out
 
-    def render_content(self, value: List[Any]) -> str:
-        """JSON, redacted by the user's hook, then capped: content never leaves unbounded or unredacted."""
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        if self._settings.redact is not None:
-            try:
-                text = str(self._settings.redact(text))
-            except Exception:
-                return "[steer: redaction hook failed; content withheld]"  # never leak unredacted content
-        cap = self._settings.content_max_chars
-        return text if len(text) <= cap else text[:cap] + "…[truncated]"
+    def render_content(self, value: List[Any], droppable: bool = True) -> str:
+        """JSON, redacted by the user's hook, then capped inside the messages (telemetry/content.py):
+        content never leaves unbounded or unredacted, and always parses."""
+        return prepare(value, self._settings.content_max_chars, self._settings.redact, droppable)[1]
+
+
+# Content keys (providers' ``input_content``, the pipeline's output messages) -> attribute names.
+CONTENT_ATTRIBUTES = {"system": sc.SYSTEM_INSTRUCTIONS, "input": sc.INPUT_MESSAGES, "output": sc.OUTPUT_MESSAGES,
+                      "tools": sc.TOOL_DEFINITIONS}
+
+
+def response_attributes(outcome: Outcome) -> Dict[str, Any]:
+    """The response's id, model and finish reasons (the span's end; the details event has them too)."""
+    attrs: Dict[str, Any] = {}
+    if outcome.response_id:
+        attrs[sc.RESPONSE_ID] = outcome.response_id
+    if outcome.response_model:
+        attrs[sc.RESPONSE_MODEL] = outcome.response_model
+    if outcome.finish_reasons:
+        attrs[sc.RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
+    return attrs
 
 
 def _retry_attributes(retry: Retry) -> Dict[str, Any]:
@@ -204,7 +213,7 @@ def _retry_attributes(retry: Retry) -> Dict[str, Any]:
 
 
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…[truncated]"
+    return text if len(text) <= limit else text[:limit] + TRUNCATED
 
 
 def bounded(attrs: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,140 @@
+"""Captured content as it leaves the process: JSON in the conventions' message shapes, redacted by the
+user's hook, then cut to ``content_max_chars`` *inside* the messages so the value always parses.
+
+Truncation shortens the longest strings first, down to one common length — a text or reasoning part's
+``content``, a tool call's ``arguments``, a tool result's ``response``, a tool definition's ``parameters``
+(an object there becomes its JSON text, cut) — and ends each cut string with ``TRUNCATED``. Only when
+that is not enough does it drop whole input messages, oldest first. Output messages (one per choice, like
+the finish reasons) are dropped, last first, only when their structure alone is past the cap (hundreds
+of choices, or a hostile server's huge finish reasons).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, List, Optional, Tuple
+
+TRUNCATED = "…[truncated]"
+WITHHELD = "[steer: redaction hook failed; content withheld]"
+# Fields whose value is content that may be cut (the rest of a message is structure: role, type, id...).
+_CUTTABLE = ("content", "arguments", "response")
+_ROUNDS = 4  # cutting rounds before dropping messages (a round falls short only by JSON escapes)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], droppable: bool) -> Tuple[Any, str]:
+    """``(structure, JSON text)`` of one content attribute; ``structure`` is None when it is not JSON
+    any more (a redaction hook that returned something else: then the text is cut as plain text).
+
+    ``droppable``: whole messages may go, oldest first, when cutting strings is not enough (input
+    messages, system instructions, tool definitions); never for output messages.
+    """
+    text = dumps(value)
+    if redact is not None:
+        try:
+            text = str(redact(text))
+        except Exception:
+            return None, WITHHELD  # never leak unredacted content
+        if len(text) <= cap:
+            return _parsed(text), text
+        value = _parsed(text)
+        if value is None:
+            return None, text[:cap] + TRUNCATED
+    elif len(text) <= cap:
+        return value, text
+    else:
+        value = json.loads(text)  # a private copy to cut (the caller's messages stay whole)
+    return _fit(value, cap, droppable)
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _fit(value: Any, cap: int, droppable: bool) -> Tuple[Any, str]:
+    text = dumps(value)
+    for _ in range(_ROUNDS):  # escapes make a string longer in JSON than in memory: re-measure, cut again
+        over = len(text) - cap
+        if over <= 0:
+            return value, text
+        if not _cut_longest(_cuttable(value), over):
+            break
+        text = dumps(value)
+    if len(text) > cap and isinstance(value, list):
+        value = _drop_items(value, cap, oldest_first=droppable)
+        text = dumps(value)
+    return value, text
+
+
+def _cut_longest(slots: List[Tuple[Any, Any, int]], over: int) -> bool:
+    """Cut the longest values down to one length ``level`` (each cut one ending with the marker), the
+    highest level that removes ``over`` characters: the short ones stay whole. False: nothing to cut."""
+    lengths = sorted((length for _, _, length in slots), reverse=True)
+    floor = len(TRUNCATED)
+    if not lengths or lengths[0] <= floor:
+        return False
+    level, prefix = floor, 0
+    for i, length in enumerate(lengths):  # cutting the i+1 longest to ``next`` removes prefix - (i+1)*next
+        prefix += length
+        nxt = max(lengths[i + 1] if i + 1 < len(lengths) else floor, floor)
+        if prefix - (i + 1) * nxt >= over:
+            level = max(floor, (prefix - over) // (i + 1))
+            break
+    for holder, key, length in slots:
+        if length > level:
+            field = holder[key] if isinstance(holder[key], str) else dumps(holder[key])
+            kept = field[:-len(TRUNCATED)] if field.endswith(TRUNCATED) else field  # cut again: one marker
+            holder[key] = kept[:level - len(TRUNCATED)] + TRUNCATED
+    return True
+
+
+def _drop_items(items: List[Any], cap: int, oldest_first: bool) -> List[Any]:
+    """Whole items dropped until the list fits: the oldest input messages; for output messages (kept
+    one per choice otherwise) only when their structure alone is past the cap, the last ones."""
+    sizes = [len(dumps(item)) + 2 for item in items]  # ", " between items
+    total = sum(sizes) + 2
+    kept = list(items)
+    order = range(len(items)) if oldest_first else range(len(items) - 1, -1, -1)
+    for i in order:
+        if total <= cap:
+            break
+        total -= sizes[i]
+        kept[i] = _DROPPED
+    return [item for item in kept if item is not _DROPPED]
+
+
+_DROPPED = object()
+
+
+def _cuttable(value: Any) -> List[Tuple[Any, Any, int]]:
+    """(container, key, serialised length) of each content value that can still be cut."""
+    out: List[Tuple[Any, Any, int]] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+        elif isinstance(node, dict):
+            for key in _CUTTABLE:
+                field = node.get(key)
+                if field is None or (isinstance(field, str) and field.endswith(TRUNCATED) and len(field) <= len(TRUNCATED)):
+                    continue
+                if isinstance(field, str):
+                    out.append((node, key, len(field)))
+                elif key != "content" or not isinstance(field, list):
+                    out.append((node, key, len(dumps(field))))
+            for key in ("parts", "content"):  # nested parts (a message's parts; a tool result's content list)
+                nested = node.get(key)
+                if isinstance(nested, list):
+                    visit(nested)
+            if "parameters" in node and node.get("parameters") is not None:  # tool definitions' schemas
+                out.append((node, "parameters", len(dumps(node["parameters"]))))
+
+    visit(value)
+    return out
