@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
+import steer
 import test_content as runs
 from backends.otlp_receiver import OtlpHttpReceiver, wait_for
 from steer.config import load_settings
@@ -34,6 +35,7 @@ def logs() -> Any:
 
 
 def details(exporter: Any) -> List[Any]:
+    steer.flush()  # the end of a call is recorded on steer's background worker
     return [r.log_record for r in exporter.get_finished_logs() if r.log_record.event_name == "gen_ai.client.inference.operation.details"]
 
 

@@ -381,9 +381,8 @@ class Session:
                            valid=result.valid, repaired=result.repaired, error=result.error)
 
     def _finish_by_choice(self, outcome: Outcome) -> Dict[Any, str]:
-        """Each choice's finish reason; ``error`` for a choice whose reason was expected and never
-        arrived: one that produced output, and, when the call failed or was stopped before its final
-        event, each choice the request asked for (semconv: finish reasons never silently missing)."""
+        """Each choice's finish reason; ``error`` where one was expected and never arrived: a choice with
+        output, and each choice asked for when the call failed or stopped early (docs/telemetry.md)."""
         asm = self.asm
         finish = dict(asm.finish)
         expected = set(asm.text) | set(asm.reasoning) | set(asm.refusal) | {c.choice_index for c in outcome.tool_calls}
@@ -430,14 +429,11 @@ class Session:
 
     # -- content capture (only when on) --------------------------------------------------------------
     def _input_content(self) -> Optional[Dict[str, Any]]:
-        """``{"system": parts, "input": messages, "tools": definitions}`` from the request."""
         extract = getattr(self.decoder, "input_content", None)
         return extract(self.call.request) if extract is not None else None
 
     def _output_content(self, outcome: Outcome, finish: Dict[Any, str]) -> List[Dict[str, Any]]:
-        """One assistant message per choice, parts in the conventions' shapes: reasoning, the tools the
-        provider ran, text, refusal, client tool calls. A choice that produced nothing and whose finish
-        reason never arrived (a failed call) gets no message."""
+        """One assistant message per choice (none for a choice with no output nor finish reason)."""
         asm = self.asm
         server = asm.extra.get("server_tool_parts") or {}
         messages = []
