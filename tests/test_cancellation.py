@@ -351,3 +351,26 @@ async def test_break_inside_async_with_is_closed_early_not_cancelled(server: Any
     (span,) = telemetry.genai_spans()
     assert span.attributes["steer.stream.end"] == "closed_early"
     await c.close()
+
+
+async def test_openai_agents_run_cancel_ends_cancelled(instrumented: Any) -> None:
+    """openai-agents' ``RunResultStreaming.cancel()`` mid-stream (the Agents SDK over the real openai
+    client, Responses API, devserver)."""
+    agents = pytest.importorskip("agents", reason="openai-agents is in the test extra; it did not install")
+    import openai
+
+    ended: List[Any] = []
+    telemetry = instrumented(on_complete=ended.append, on_error=ended.append)
+    with DevServer(chunk_delay=0.05, chunks=200) as srv:
+        agents.set_tracing_disabled(True)
+        client = openai.AsyncOpenAI(base_url=srv.openai_base_url, api_key="x", max_retries=0)
+        agents.set_default_openai_client(client)
+        result = agents.Runner.run_streamed(agents.Agent(name="a", instructions="hi", model="gpt-4o-mini"), "hello")
+        seen = 0
+        async for _ in result.stream_events():
+            seen += 1
+            if seen == 5:
+                result.cancel()
+        await asyncio.sleep(0.2)
+        await client.close()
+    assert_cancelled(telemetry, ended)
