@@ -159,7 +159,9 @@ async def test_recording_assembles_like_the_sdk(recording: Dict[str, Any], mode:
             assert set(point.attributes) <= {
                 "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model",
                 "server.address", "server.port", "error.type", "gen_ai.token.type", "steer.json.valid",
-                "steer.stream.end"}  # on the duration metric of streaming calls (bounded: 5 values)
+                "steer.stream.end",  # on the duration metric of streaming calls (bounded: 5 values)
+                "steer.usage.cost.source", "steer.usage.cost.unpriced",  # steer.client.cost(.unpriced): a few fixed values
+                "steer.decode.reason"}  # steer.decode.errors: four fixed reasons
     assert telemetry.active_streams() == 0
 
 
