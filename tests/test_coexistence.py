@@ -81,6 +81,7 @@ def genai_scopes(telemetry: Any) -> List[str]:
 
 def duration_points_by_scope(telemetry: Any) -> dict:
     out: dict = {}
+    steer.flush(120)  # the calls' ends are recorded on steer's background thread
     data = telemetry.reader.get_metrics_data()
     for rm in data.resource_metrics if data else ():
         for sm in rm.scope_metrics:

@@ -13,6 +13,7 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+import steer
 from steer.config import load_settings
 from steer.tools.devserver import DevServer
 from steer.telemetry import semconv as sc
@@ -43,6 +44,7 @@ def server() -> Any:
 def metrics_by_name(telemetry: Any) -> Dict[str, Any]:
     """metric name -> (metric, scope) as the SDK exports them."""
     out: Dict[str, Any] = {}
+    steer.flush(120)  # the calls' ends are recorded on steer's background thread
     data = telemetry.reader.get_metrics_data()
     for rm in data.resource_metrics if data else ():
         for sm in rm.scope_metrics:
