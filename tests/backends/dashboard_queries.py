@@ -17,7 +17,7 @@ SUBSTITUTIONS = {"$__rate_interval": "20s", "$__interval": "5s", "$__range": "5m
 
 # Panels whose healthy value is 0 (nothing leaked, no steer bug): a finite 0 is their data. Every other
 # expression must show the workload itself: a finite value above 0 (a rate of 0 only shows a counter).
-ZERO_IS_DATA = ("Open streams", "steer's own errors")
+ZERO_IS_DATA = ("Open streams", "steer's own errors", "Stalled streams")
 
 # Panels drawn from the Collector's span metrics: data only where spans went through a Collector.
 SPAN_METRICS = "traces_spanmetrics_"

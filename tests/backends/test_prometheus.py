@@ -92,6 +92,9 @@ def prometheus_names() -> Dict[str, str]:
     names[sc.METRIC_STREAMS_ACTIVE] = sc.METRIC_STREAMS_ACTIVE.replace(".", "_")
     names[sc.METRIC_JSON_OUTPUTS] = sc.METRIC_JSON_OUTPUTS.replace(".", "_") + "_total"
     names[sc.METRIC_JSON_DUPLICATES_DROPPED] = sc.METRIC_JSON_DUPLICATES_DROPPED.replace(".", "_") + "_total"
+    names[sc.METRIC_RETRIES] = sc.METRIC_RETRIES.replace(".", "_") + "_total"
+    names[sc.METRIC_STREAMS_STALLED] = sc.METRIC_STREAMS_STALLED.replace(".", "_")
+    names[sc.METRIC_COST] = sc.METRIC_COST.replace(".", "_") + "_USD_total"  # unit USD: kept as a suffix
     return names
 
 
@@ -114,6 +117,6 @@ def latest_convention_names() -> set:
 def test_expressions_name_only_metrics_steer_exports() -> None:
     known = {n.rsplit("_count", 1)[0] for n in prometheus_names().values()} | {"steer_internal_errors"} | latest_convention_names()
     for label, expr in expressions():
-        for name in re.findall(r"\b((?:gen_ai|steer)_client_[a-z_]+|steer_internal_errors)", expr):
+        for name in re.findall(r"\b((?:gen_ai|steer)_client_[A-Za-z_]+|steer_internal_errors)", expr):
             base = re.sub(r"_(bucket|sum|count|total)$", "", name)
             assert base in known or name in known, f"{label}: unknown metric {name}"

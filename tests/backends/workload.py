@@ -7,7 +7,8 @@ steer is instrumented with no providers, so everything it exports is set up by `
 from the standard OTEL_* variables the test passes (OTLP to Phoenix, the Prometheus exporter, ...).
 Each pass runs every call of ``steer demo`` (steer.tools.demo.CALLS: openai, anthropic, google-genai) and
 then the extra calls the dashboards need to show every panel: varied time to first chunk, JSON cut
-short (invalid), a non-streaming call, HTTP 500 and 529, an in-stream error. One JSON line per pass.
+short (invalid), a non-streaming call, HTTP 500 and 529, an in-stream error, an HTTP 500 the SDK retries,
+and a stream that stalls (past ``STALL_AFTER``) until the caller's timeout cancels it. One JSON line per pass.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from steer.tools.devserver import DevServer
 
 # The extra calls; each ends in the SDK's own exception (what the test expects in the summary).
 FAULTY = ("chat gpt-4o json cut short", "chat gpt-4o HTTP 500", "chat gpt-4o-mini in-stream error",
-          "messages claude-haiku-4-5 overloaded")
+          "messages claude-haiku-4-5 overloaded", "chat gpt-4o-mini stalled, cancelled by a timeout")
+
+# Short, so the stalled call is seen stalling (the dashboards' stalled-streams panel); the healthy calls
+# send a chunk every few milliseconds.
+STALL_AFTER = 0.25
 
 PROMPT = [{"role": "user", "content": "Say something about streams and spans."}]
 JSON_PROMPT = [{"role": "user", "content": "Give me a JSON object describing a river."}]
@@ -68,6 +73,24 @@ def calls(server: DevServer) -> List[Tuple[str, Callable[[], None]]]:
         extra = {"x-steer-fault": fault, "x-steer-ttft": str(ttft), "x-steer-chunk-delay": "0.002"}
         return lambda: _drain(an.messages.create(model=model, max_tokens=256, messages=PROMPT, stream=True, extra_headers=extra))
 
+    def retried() -> None:
+        # One HTTP 500, then success: the SDK's own retry (steer.client.retries), one span for the call.
+        oa.with_options(max_retries=2).chat.completions.create(
+            model="gpt-4o-mini", messages=PROMPT, stream=True, stream_options={"include_usage": True},
+            extra_headers={"x-steer-fault": "http_500_then_ok", "x-steer-retry-after-ms": "10"}).close()
+
+    def cancelled() -> None:
+        # The stream stalls after its first chunk; the caller gives up (asyncio.wait_for cancels the task
+        # awaiting the next chunk): steer.stream.end=cancelled, after a live stall.
+        async def run() -> None:
+            client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-workload", max_retries=0)
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True,
+                                                          extra_headers={"x-steer-fault": "stall"})
+            async for _ in stream:
+                pass
+
+        asyncio.run(asyncio.wait_for(run(), timeout=10 * STALL_AFTER))
+
     def whole() -> None:
         oa.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, extra_headers={"x-steer-ttft": "0.01"})
 
@@ -82,6 +105,8 @@ def calls(server: DevServer) -> List[Tuple[str, Callable[[], None]]]:
         ("chat gpt-4o HTTP 500", chat("gpt-4o", fault="http_500")),
         ("chat gpt-4o-mini in-stream error", chat("gpt-4o-mini", fault="error_event")),
         ("messages claude-haiku-4-5 overloaded", claude("claude-haiku-4-5", fault="http_529")),
+        ("chat gpt-4o-mini HTTP 500, retried", retried),
+        ("chat gpt-4o-mini stalled, cancelled by a timeout", cancelled),
     ]
     return [(f"demo: {c.label}", _demo(c, server)) for c in CALLS] + extras
 
@@ -102,7 +127,7 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.0, help="keep running passes this long (bounded)")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between passes")
     args = parser.parse_args(argv)
-    steer.instrument()
+    steer.instrument(stall_after=STALL_AFTER)
     print(json.dumps({"otel_setup": dict(otel_setup.describe())}), file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.seconds
     with DevServer() as server:
