@@ -105,6 +105,12 @@ class Telemetry:
         self.tracer_provider.force_flush()  # steer records a call's end on its background thread
         return list(self.exporter.get_finished_spans())
 
+    def clear(self) -> None:
+        # Flush first: a call still in steer's end-of-call queue would otherwise land after the clear and
+        # be counted with the next batch.
+        self.tracer_provider.force_flush()
+        self.exporter.clear()
+
     def metric_points(self) -> Dict[str, int]:
         out: Dict[str, int] = {}
         self.tracer_provider.force_flush()  # drains steer's end-of-call queue (metric points too)
@@ -249,7 +255,7 @@ class Worker:
                 self.gaps.extend(b - a for a, b in zip(stamps, stamps[1:]))
         out["telemetry"] = self._check_spans(n) if record else None
         if self.tel is not None:
-            self.tel.exporter.clear()
+            self.tel.clear()
         gc.collect()
         return out
 
@@ -258,7 +264,7 @@ class Worker:
         if self.tel is None:
             return None
         spans = self.tel.spans()
-        self.tel.exporter.clear()
+        self.tel.clear()
         good = sum(1 for s in spans if s.end_time is not None and (s.attributes or {}).get("steer.stream.chunks") == self.expected
                    and s.attributes.get("steer.stream.end") == "complete")
         self.spans_checked += len(spans)
@@ -274,7 +280,7 @@ class Worker:
         out: Dict[str, Any] = {"spans_checked": self.spans_checked, "spans_bad": self.spans_bad}
         if self.tel is None:
             return out
-        self.tel.exporter.clear()
+        self.tel.clear()
         self._run_quiet()
         self.tel.meter_provider.force_flush()
         spans = self.tel.spans()
@@ -296,7 +302,7 @@ class Worker:
             "metrics": self.tel.metric_points(),
             "active_streams": self.tel.active_streams(),
         })
-        self.tel.exporter.clear()
+        self.tel.clear()
         out["end_cost"] = {"reported_usage": self._end_cost(self.work, end_streams)}
         no_usage = WORKLOADS[self.provider](self.a.chunks, seed=self.a.seed, include_usage=False)
         out["end_cost"]["estimated_usage"] = self._end_cost(no_usage, end_streams)
@@ -329,7 +335,7 @@ class Worker:
             Session.finish = original
             self.work, self.client = saved_work, saved_client
         attrs = dict(self.tel.spans()[-1].attributes or {}) if self.tel and self.tel.spans() else {}
-        self.tel.exporter.clear()
+        self.tel.clear()
         return {"streams": streams, "wall_us_median": round(statistics.median(wall) / 1e3, 1),
                 "cpu_us_median": round(statistics.median(cpu) / 1e3, 1), "usage_source": attrs.get("steer.usage.source")}
 
@@ -371,7 +377,7 @@ class Worker:
             per_chunk_steer_n.append(sum(d.count_diff for d in diff) / span)
             peaks.append(peak_sum / (span - 1))
         if self.tel is not None:
-            self.tel.exporter.clear()
+            self.tel.clear()
         return {"streams": streams, "retained_bytes_per_chunk": round(statistics.median(per_chunk_total), 2),
                 "steer_retained_bytes_per_chunk": round(statistics.median(per_chunk_steer_b), 2),
                 "steer_retained_blocks_per_chunk": round(statistics.median(per_chunk_steer_n), 3),
@@ -400,13 +406,13 @@ class Worker:
             self._run_quiet()
             if self.tel is not None and (i + 1) % 100 == 0:
                 spans_ended += len(self.tel.spans())
-                self.tel.exporter.clear()
+                self.tel.clear()
             if (i + 1) % every == 0 or i == 0:
                 gc.collect()
                 series.append({"streams": i + 1, "rss_kib": _rss_bytes() // 1024, "gc_objects": len(gc.get_objects())})
         if self.tel is not None:
             spans_ended += len(self.tel.spans())
-            self.tel.exporter.clear()
+            self.tel.clear()
         base = series[min(1, len(series) - 1)]  # after the first sample: caches and pools are warm
         end = series[-1]
         n = end["streams"] - base["streams"]

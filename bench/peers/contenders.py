@@ -238,6 +238,7 @@ class Telemetry:
             pass
 
     def clear(self) -> None:
+        self.tracer_provider.force_flush()  # a call still in steer's end-of-call queue would land after the clear
         self.span_exporter.clear()
         self.log_exporter.clear()
 
