@@ -124,6 +124,31 @@ def test_uninstrument_removes_the_httpx_hook() -> None:
     assert httpx.Client.__dict__["send"] is original
 
 
+def test_a_routes_decoder_is_imported_on_its_first_use() -> None:
+    """instrument(providers=["openai"]) patches httpx (it sees the SDK's attempts) but loads no other
+    provider's decoder; with raw httpx instrumented, a route's decoder arrives with its first request."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, httpx, steer
+from steer.tools.devserver import DevServer
+others = lambda: sorted(m for m in ("steer.providers.anthropic", "steer.providers.google_genai") if m in sys.modules)
+steer.instrument(providers=["openai"])
+print(others(), "steer.providers.openai" in sys.modules, "steer.wrapping.httpx_hooks" in sys.modules)
+steer.uninstrument()
+steer.instrument(providers=["openai", "httpx"])
+print(others())
+with DevServer(chunk_delay=0) as srv:
+    httpx.post(srv.base_url + "/v1/messages", json={"model": "claude-test", "max_tokens": 5,
+                                                   "messages": [{"role": "user", "content": "hi"}]})
+print(others())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[] True True", "[]", "['steer.providers.anthropic']"]
+
+
 @pytest.mark.parametrize("is_async", [False, True])
 @pytest.mark.parametrize("stop_at, end", [("message_stop", "complete"), ("content_block_delta", "closed_early")])
 async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_async: bool, instrumented: Any) -> None:
