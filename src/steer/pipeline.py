@@ -328,7 +328,7 @@ class Session:
         rt.spans.end(self.span, call, outcome, self.wall0 + (now - self.t0))
         if rt.details_events is not None:  # the gen_ai.client.inference.operation.details log event
             rt.details_events.emit(self.span, call, outcome, self.content_in, self.wall0 + (now - self.t0))
-        rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric)
+        rt.instruments.record(call, outcome, self.metric_attrs, rt.settings.chunk_gap_metric, self.span)
         if rt.listeners.active:
             self._emit_end(outcome, info, arrived)
 

@@ -11,6 +11,8 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
+from opentelemetry.trace import set_span_in_context
+
 from steer.call import CallInfo, Outcome
 from steer.telemetry import semconv as sc
 from steer.telemetry.exportable import text_ok
@@ -86,7 +88,11 @@ class Instruments:
             sc.METRIC_INTERNAL_ERRORS, unit="{error}", description="steer's own failures, caught at the seam (never raised into user code)."
         )
 
-    def record(self, call: CallInfo, outcome: Outcome, base_attrs: Dict[str, Any], gap_mode: str) -> None:
+    def record(self, call: CallInfo, outcome: Outcome, base_attrs: Dict[str, Any], gap_mode: str, span: Any = None) -> None:
+        """The call's points, each given the call's span as its context: recorded on steer's worker (or
+        after the span stopped being current) they still get the call's trace as their exemplar (the
+        SDK's trace-based exemplar filter reads the context it is given, else the current one)."""
+        ctx = set_span_in_context(span) if span is not None else None
         attrs = dict(base_attrs)
         # From the wire: bounded, since each distinct value keys a time series of every instrument.
         if outcome.response_model:
@@ -97,48 +103,48 @@ class Instruments:
         if call.streaming:
             # How the stream ended (5 values): dashboards tell a caller's cancellation (or a consumer that
             # stopped early) from an error, on the duration metric only.
-            duration.record(outcome.duration_s, {**attrs, sc.STREAM_END: outcome.end})
+            duration.record(outcome.duration_s, {**attrs, sc.STREAM_END: outcome.end}, context=ctx)
         else:
-            duration.record(outcome.duration_s, attrs)
+            duration.record(outcome.duration_s, attrs, context=ctx)
         if call.streaming:
-            self.chunks.record(outcome.chunks, attrs)
+            self.chunks.record(outcome.chunks, attrs, context=ctx)
             if outcome.ttfc_s is not None:
-                self.ttfc.record(outcome.ttfc_s, attrs)
+                self.ttfc.record(outcome.ttfc_s, attrs, context=ctx)
             if gap_mode == "per_chunk" and outcome.gaps_ns:
                 record = self.per_chunk.record
                 for gap in outcome.gaps_ns:
-                    record(gap / 1e9, attrs)
+                    record(gap / 1e9, attrs, context=ctx)
             elif outcome.mean_gap_s is not None:
-                self.per_chunk.record(outcome.mean_gap_s, attrs)
+                self.per_chunk.record(outcome.mean_gap_s, attrs, context=ctx)
         usage = outcome.usage
-        self.tokens.record(call, outcome, attrs)
+        self.tokens.record(call, outcome, attrs, ctx)
         if usage.source == "estimated":
             if usage.input_tokens is not None:
-                self.tokens_estimated.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+                self.tokens_estimated.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"}, context=ctx)
             if usage.output_tokens is not None:
-                self.tokens_estimated.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+                self.tokens_estimated.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"}, context=ctx)
         if usage.source == "estimated" and usage.confidence is not None:
-            self.confidence.record(usage.confidence, attrs)
+            self.confidence.record(usage.confidence, attrs, context=ctx)
         if outcome.cost is not None:
-            self.cost.add(outcome.cost.usd, {**attrs, sc.USAGE_COST_SOURCE: outcome.cost.source})
+            self.cost.add(outcome.cost.usd, {**attrs, sc.USAGE_COST_SOURCE: outcome.cost.source}, context=ctx)
         elif outcome.unpriced:
-            self.unpriced.add(1, {**attrs, sc.USAGE_COST_UNPRICED: outcome.unpriced})
+            self.unpriced.add(1, {**attrs, sc.USAGE_COST_UNPRICED: outcome.unpriced}, context=ctx)
         j = outcome.json
         if j is not None:
             if j.valid is not None:
-                self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid})
-            self.json_duplicates.add(j.duplicates_dropped, attrs)
+                self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid}, context=ctx)
+            self.json_duplicates.add(j.duplicates_dropped, attrs, context=ctx)
         if outcome.decode_errors:
-            self._decode_errors(outcome, base_attrs)
+            self._decode_errors(outcome, base_attrs, ctx)
         for retry in outcome.retries:
-            self.retries.add(1, {**base_attrs, sc.ERROR_TYPE: retry.error_type})
+            self.retries.add(1, {**base_attrs, sc.ERROR_TYPE: retry.error_type}, context=ctx)
 
-    def _decode_errors(self, outcome: Outcome, base_attrs: Dict[str, Any]) -> None:
+    def _decode_errors(self, outcome: Outcome, base_attrs: Dict[str, Any], ctx: Any) -> None:
         invalid = outcome.invalid_values or {}
         undecodable = outcome.decode_errors - sum(invalid.values())
         for reason, n in ((sc.DECODE_REASON_UNDECODABLE, undecodable), *invalid.items()):
             if n > 0:
-                self.decode_errors.add(n, {**base_attrs, sc.DECODE_REASON: reason})
+                self.decode_errors.add(n, {**base_attrs, sc.DECODE_REASON: reason}, context=ctx)
 
     def _observe_stalled(self, _options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation

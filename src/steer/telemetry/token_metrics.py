@@ -33,14 +33,14 @@ class TokenUsageHistogram:
             sc.METRIC_TOKEN_USAGE, description="Number of input and output tokens used (reported by the provider).", **_TOKENS
         )
 
-    def record(self, call: CallInfo, outcome: Outcome, attrs: Dict[str, Any]) -> None:
+    def record(self, call: CallInfo, outcome: Outcome, attrs: Dict[str, Any], ctx: Any = None) -> None:
         usage = outcome.usage
         if usage.source != "reported":
             return
         if usage.input_tokens is not None:
-            self.histogram.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"})
+            self.histogram.record(usage.input_tokens, {**attrs, sc.TOKEN_TYPE: "input"}, context=ctx)
         if usage.output_tokens is not None:
-            self.histogram.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"})
+            self.histogram.record(usage.output_tokens, {**attrs, sc.TOKEN_TYPE: "output"}, context=ctx)
 
 
 # (counter name, Usage field) of the newest conventions' usage counters.
@@ -68,7 +68,7 @@ class InferenceTokenMetrics:
             sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS, description="The number of output (completion) tokens used per inference operation.", **_TOKENS
         )
 
-    def record(self, call: CallInfo, outcome: Outcome, attrs: Dict[str, Any]) -> None:
+    def record(self, call: CallInfo, outcome: Outcome, attrs: Dict[str, Any], ctx: Any = None) -> None:
         if call.operation not in sc.INFERENCE_OPERATIONS:
             return
         if call.provider == "openai":
@@ -79,12 +79,12 @@ class InferenceTokenMetrics:
         counted = {**attrs, sc.TOKEN_MODALITY: sc.TOKEN_MODALITY_UNKNOWN}
         for counter, field_name in self.counters:
             value = getattr(usage, field_name) if reported else None
-            counter.add(value if value is not None else 0, counted)
+            counter.add(value if value is not None else 0, counted, context=ctx)
         if reported and outcome.error_type is None:
             if usage.input_tokens is not None:
-                self.operation_input.record(usage.input_tokens, attrs)
+                self.operation_input.record(usage.input_tokens, attrs, context=ctx)
             if usage.output_tokens is not None:
-                self.operation_output.record(usage.output_tokens, attrs)
+                self.operation_output.record(usage.output_tokens, attrs, context=ctx)
 
 
 def _openai_attributes(outcome: Outcome) -> Dict[str, Any]:
