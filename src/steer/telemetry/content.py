@@ -7,12 +7,20 @@ Truncation shortens the longest strings first, down to one common length — a t
 that is not enough does it drop whole input messages, oldest first. Output messages (one per choice, like
 the finish reasons) are dropped, last first, only when their structure alone is past the cap (hundreds
 of choices, or a hostile server's huge finish reasons).
+
+What leaves is exportable (telemetry/exportable.py): a lone surrogate anywhere in the content (streamed
+text, tool arguments, reasoning, an id, a prompt) becomes U+FFFD, which no OTLP encoder refuses; a NaN or
+infinite number (tool arguments parsed from the wire) becomes its name as a string, JSON having no such
+number. ``structured`` gives the event's structured form: integers OTLP's int64 cannot carry become their
+decimal text.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any, Callable, List, Optional, Tuple
+
+from steer.telemetry.exportable import INT64_MAX, INT64_MIN, repaired, text_ok
 
 TRUNCATED = "…[truncated]"
 WITHHELD = "[steer: redaction hook failed; content withheld]"
@@ -22,17 +30,43 @@ _ROUNDS = 4  # cutting rounds before dropping messages (a round falls short only
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # NaN or ±Infinity somewhere (no JSON number): named as strings instead
+        loose = json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(json.loads(loose, parse_constant=str), ensure_ascii=False)
+
+
+def structured(text: str) -> Any:
+    """The JSON text of a content attribute as values the OTLP log encoder takes (the details event):
+    an integer past int64 stays exact as its decimal text."""
+    return json.loads(text, parse_int=_int64_or_text)
+
+
+def _int64_or_text(digits: str) -> Any:
+    value = int(digits)
+    return value if INT64_MIN <= value <= INT64_MAX else digits
 
 
 def prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], droppable: bool) -> Tuple[Any, str]:
-    """``(structure, JSON text)`` of one content attribute; ``structure`` is None when it is not JSON
-    any more (a redaction hook that returned something else: then the text is cut as plain text).
+    """``(structure, JSON text)`` of one content attribute, exportable (no lone surrogate: U+FFFD);
+    ``structure`` is None when it is not JSON any more (a redaction hook that returned something else:
+    then the text is cut as plain text)."""
+    structure, text = _prepare(value, cap, redact, droppable)
+    if not text_ok(text):  # the redaction hook's own output
+        text = repaired(text)
+        structure = None if structure is None else json.loads(text)
+    return structure, text
 
-    ``droppable``: whole messages may go, oldest first, when cutting strings is not enough (input
+
+def _prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], droppable: bool) -> Tuple[Any, str]:
+    """``droppable``: whole messages may go, oldest first, when cutting strings is not enough (input
     messages, system instructions, tool definitions); never for output messages.
     """
     text = dumps(value)
+    if not text_ok(text):  # repaired before anything else sees it, the redaction hook included
+        text = repaired(text)
+        value = json.loads(text)
     if redact is not None:
         try:
             text = str(redact(text))

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 from steer.call import CallInfo, Outcome
 from steer.config import Settings
 from steer.telemetry import semconv as sc
-from steer.telemetry.content import prepare
+from steer.telemetry.content import prepare, structured
 from steer.telemetry.spans import CONTENT_ATTRIBUTES, SpanRecorder, bounded, response_attributes
 
 
@@ -43,7 +43,7 @@ class DetailsEvents:
             for key, value in content.items():
                 if value:
                     structure, text = prepare(value, settings.content_max_chars, settings.redact, droppable=key != "output")
-                    attrs[CONTENT_ATTRIBUTES[key]] = structure if structure is not None else text
+                    attrs[CONTENT_ATTRIBUTES[key]] = structured(text) if structure is not None else text
         self._logger.emit(self._record(timestamp=wall_ns, observed_timestamp=wall_ns, context=self._in_context(span),
                                        event_name=sc.EVENT_INFERENCE_DETAILS, attributes=attrs))
 

@@ -42,6 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from steer.telemetry.exportable import repaired, text_ok
     from steer.tools.replay import run_replay
 
     try:
@@ -51,9 +52,12 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     summary = capture.summary()
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False, default=str))
+        out = json.dumps(summary, ensure_ascii=False, default=str)
+        # A lone surrogate from the wire (text, arguments) has no UTF-8 form: JSON's own escape carries it.
+        print(out if text_ok(out) else json.dumps(summary, default=str))
         return 0
-    print(_replay_text(summary, capture.metric_lines()))
+    out = _replay_text(summary, capture.metric_lines())
+    print(out if text_ok(out) else repaired(out))
     return 0
 
 
