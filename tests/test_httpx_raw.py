@@ -3,6 +3,8 @@ and read exactly the bytes they would read without steer."""
 
 from __future__ import annotations
 
+import gc
+import importlib
 from typing import Any, Dict, List
 from urllib.parse import urlsplit
 
@@ -149,9 +151,10 @@ print(others())
     assert out.stdout.splitlines() == ["[] True True", "[]", "['steer.providers.anthropic']"]
 
 
+@pytest.mark.parametrize("hx", ["httpx", "httpx2"])
 @pytest.mark.parametrize("is_async", [False, True])
 @pytest.mark.parametrize("stop_at, end", [("message_stop", "complete"), ("content_block_delta", "closed_early")])
-async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_async: bool, instrumented: Any) -> None:
+async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_async: bool, hx: str, instrumented: Any) -> None:
     """A reader that stops at the terminal event (as LiteLLM reads Anthropic) and closes read the whole
     answer: ``complete``; a ``break`` before it, inside ``with client.stream()``: ``closed_early``.
     Same chunk count sync and async, and as the SDK path counts (``ping`` is no chunk)."""
@@ -159,16 +162,17 @@ async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_asyn
 
     telemetry = instrumented()
     body = {"model": "claude-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    module = importlib.import_module(hx)  # httpx2 closes the response itself when its iterator is dropped
     with DevServer(chunk_delay=0) as srv:
         url = srv.base_url + "/v1/messages"
         if is_async:
-            async with httpx.AsyncClient() as client:
+            async with module.AsyncClient() as client:
                 async with client.stream("POST", url, json=body) as response:
                     async for line in response.aiter_lines():
                         if line.startswith("data:") and stop_at in line:
                             break
         else:
-            with httpx.Client() as client:
+            with module.Client() as client:
                 with client.stream("POST", url, json=body) as response:
                     for line in response.iter_lines():
                         if line.startswith("data:") and stop_at in line:
@@ -182,3 +186,29 @@ async def test_raw_reader_that_stops_inside_with(stop_at: str, end: str, is_asyn
     assert raw.attributes["steer.stream.end"] == end
     if end == "complete":
         assert raw.attributes["steer.stream.chunks"] == through_sdk.attributes["steer.stream.chunks"]
+
+
+@pytest.mark.parametrize("hx", ["httpx", "httpx2"])
+@pytest.mark.parametrize("then, end", [("close", "closed_early"), ("drop", "abandoned")])
+def test_raw_reader_that_breaks_outside_with(then: str, end: str, hx: str, instrumented: Any) -> None:
+    """``break`` out of ``response.iter_lines()`` with no ``with``: httpx2 closes the response itself
+    when the iterator is dropped (its ``iter_raw`` closes in a ``finally``), httpx does not. Either way
+    the caller decides: ``response.close()`` afterwards is ``closed_early``; letting the response go
+    unclosed is ``abandoned``."""
+    from steer.tools.devserver import DevServer
+
+    telemetry = instrumented()
+    body = {"model": "claude-test", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    module = importlib.import_module(hx)
+    with DevServer(chunk_delay=0, chunks=40) as srv, module.Client() as client:
+        response = client.send(client.build_request("POST", srv.base_url + "/v1/messages", json=body), stream=True)
+        for line in response.iter_lines():
+            if "content_block_delta" in line:
+                break
+        if then == "close":
+            response.close()
+        del response
+        gc.collect()
+        (span,) = telemetry.genai_spans()
+    assert span.attributes["steer.stream.end"] == end
+    assert span.status.status_code.name == "UNSET" and "error.type" not in span.attributes

@@ -46,13 +46,7 @@ def _cases() -> List[Tuple[str, str, str, str]]:
 
 
 CASES = _cases()
-# Known bug, open: a raw httpx2 response dropped unread is still held by httpx2's connection pool after
-# gc.collect(), and the client's close() then closes it through steer's tee: the call ends `closed_early`
-# although the caller let it go (`abandoned`). raw httpx is right. Left for a fix in the tee's close path.
-KNOWN_WRONG_END = {("httpx2.messages", "endless", "drop", "sync")}
-PARAMS = [pytest.param(*c, id="-".join(c), marks=[pytest.mark.xfail(reason="httpx2's pool closes a dropped response: closed_early",
-                                                                       strict=False)] if c in KNOWN_WRONG_END else [])
-          for c in CASES]
+PARAMS = [pytest.param(*c, id="-".join(c)) for c in CASES]
 
 
 async def run(surface: Surface, mode: str, fault: str, stop: str) -> Seen:

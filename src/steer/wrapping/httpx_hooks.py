@@ -106,6 +106,7 @@ class _Tee:
     def __init__(self, inner: Any, feed: _Feed) -> None:
         self._inner = inner
         self._feed = feed
+        self.released = False  # closed by httpx2's own iterator, not by the caller (httpx_release)
 
     def __iter__(self) -> Any:
         try:
@@ -125,7 +126,8 @@ class _Tee:
         try:
             self._inner.close()
         finally:
-            self._feed.end(closing_end())
+            if not self.released:
+                self._feed.end(closing_end())
 
     async def __aiter__(self) -> Any:
         task = current_task()  # the reader: a close from the loop's finaliser reports its cancellation
@@ -142,11 +144,15 @@ class _Tee:
             raise
         self._feed.end("complete")
 
+    def closed_by_caller(self, end: str) -> None:
+        self._feed.end(end)  # no-op once the call ended
+
     async def aclose(self) -> None:
         try:
             await self._inner.aclose()
         finally:
-            self._feed.end(closing_end())  # `cancelled` when `async with client.stream()` is left by a cancellation
+            if not self.released:  # `cancelled` when `async with client.stream()` is left by a cancellation
+                self._feed.end(closing_end())
 
     def __del__(self) -> None:
         feed = getattr(self, "_feed", None)

@@ -17,7 +17,7 @@ MODULES = {
     "openai": ("steer.wrapping.openai_targets", "steer.wrapping.openai_responses_targets"),
     "anthropic": ("steer.wrapping.anthropic_targets",),
     "google_genai": ("steer.wrapping.google_targets",),
-    "httpx": ("steer.wrapping.httpx_hooks",),
+    "httpx": ("steer.wrapping.httpx_hooks", "steer.wrapping.httpx_release"),
 }
 
 

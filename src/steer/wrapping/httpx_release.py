@@ -1,0 +1,70 @@
+"""httpx2 closes a streamed response itself when the caller drops its iterator; that close is no
+decision of the caller's (raw httpx path, see httpx_hooks).
+
+httpx2's ``Response.iter_raw`` / ``aiter_raw`` close the response in a ``finally``: when the caller
+drops the iterator (a ``break`` without ``with``, ``del``, the garbage collector), httpx2 closes the
+response, and steer's tee would take that for the caller's ``close()`` (``closed_early``). Here such
+a close only marks the tee ``released``; the end is decided by the caller's own close afterwards (a
+``with client.stream()`` exit: ``closed_early``, or ``cancelled`` while a cancellation unwinds) —
+httpx2 makes it a no-op on the response, so it is seen on ``Response.close`` — or else by the tee
+being collected (``abandoned``). httpx closes nothing from its iterators: no patch there.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Optional
+
+from steer.pipeline import Runtime
+from steer.wrapping.ends import closing_end
+from steer.wrapping.httpx_hooks import _Tee
+from steer.wrapping.specs import Target
+
+
+def _by_its_iterator(frame: Any, response: Any) -> bool:
+    """Is ``frame`` (the close's caller; wrapt's pure-Python frames skipped) httpx2's own iterator?"""
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("wrapt"):
+        frame = frame.f_back
+    cls = type(response)
+    return frame is not None and frame.f_code in (getattr(cls.iter_raw, "__code__", None), getattr(cls.aiter_raw, "__code__", None))
+
+
+def sync_response_close(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        tee = instance.__dict__.get("stream")
+        if not isinstance(tee, _Tee):
+            return wrapped(*args, **kwargs)
+        if _by_its_iterator(sys._getframe(1), instance):
+            tee.released = True
+            return wrapped(*args, **kwargs)
+        end = closing_end()
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            tee.closed_by_caller(end)  # no-op when the close reached the tee (it ended the call itself)
+
+    return wrapper
+
+
+# Twin of sync_response_close (must stay): the same steps around `await`.
+def async_response_close(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        tee = instance.__dict__.get("stream")
+        if not isinstance(tee, _Tee):
+            return await wrapped(*args, **kwargs)
+        if _by_its_iterator(sys._getframe(1), instance):
+            tee.released = True
+            return await wrapped(*args, **kwargs)
+        end = closing_end()
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            tee.closed_by_caller(end)
+
+    return wrapper
+
+
+TARGETS = [
+    Target("httpx", "httpx2", "Response", "close", None, is_async=False, wrapper_factory=sync_response_close),
+    Target("httpx", "httpx2", "Response", "aclose", None, is_async=True, wrapper_factory=async_response_close),
+]
