@@ -29,13 +29,14 @@ def panels(dashboard: Dict[str, Any]) -> Iterator[Dict[str, Any]]:
         yield from panel.get("panels", [])  # collapsed rows keep their panels inside
 
 
-def expressions() -> List[Tuple[str, str]]:
+def expressions(exemplars_only: bool = False) -> List[Tuple[str, str]]:
+    """(label, PromQL) of every panel target; ``exemplars_only``: the targets that show exemplars."""
     found = []
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         for panel in panels(board):
             for target in panel.get("targets", []):
-                if target.get("expr"):
+                if target.get("expr") and (target.get("exemplar") or not exemplars_only):
                     found.append((f"{path.stem}: {panel['title']} [{target['refId']}]", target["expr"]))
     return found
 

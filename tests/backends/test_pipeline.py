@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -119,22 +119,45 @@ def test_the_scope_filter_leaves_out_another_instrumentations_metrics(pipeline: 
     assert count(steers) == pipeline.calls(VIA_COLLECTOR)
 
 
-def test_span_metric_latency_exemplars_open_traces_in_jaeger(pipeline: Pipeline) -> None:
-    """Exemplars are what Grafana links to the Jaeger data source (exemplarTraceIdDestinations): the span
-    metrics' exemplars on failed calls (which tail sampling always keeps) name traces Jaeger holds."""
+@pytest.mark.parametrize("service", SERVICES)
+def test_latency_panels_exemplars_open_the_calls_span_in_jaeger(pipeline: Pipeline, service: str) -> None:
+    """Each dashboard target that shows exemplars gets them from Prometheus 3 (Grafana asks
+    query_exemplars with the panel's own PromQL), on each path: steer's histograms scraped from the
+    Collector's exporter (OpenMetrics), straight into the OTLP receiver, under the newest names, and the
+    span metrics. steer records its points on its end-of-call worker with the call's span passed as
+    context, so each exemplar is the call's own span. On failed calls' series (error_type set: tail
+    sampling keeps every failed call) each must name a trace Jaeger holds, down to the span: what
+    Grafana opens in the Jaeger data source (exemplarTraceIdDestinations: trace_id)."""
     prom, jaeger = pipeline.prometheus, pipeline.jaeger
-    selector = 'traces_spanmetrics_duration_seconds_bucket{span_instrumentation_scope_name="steer", error_type!=""}'
-    wait_for(lambda: prom.exemplars(selector), f"exemplars on {selector}")
-    trace_ids = {e["labels"].get("trace_id") for series in prom.exemplars(selector) for e in series["exemplars"]}
-    assert trace_ids and all(t and len(t) == 32 for t in trace_ids), trace_ids
-    missing = sorted(t for t in trace_ids if not jaeger.trace(t))
-    assert not missing, f"exemplar trace ids not in Jaeger: {missing}"
+    targets = {label: substitute(expr, {"$job": service, "$__rate_interval": "5m"}) for label, expr in expressions(exemplars_only=True)}
+    assert any("Duration" in label for label in targets) and any(SPAN_METRICS in expr for expr in targets.values()), targets
+    found: Dict[str, List[Dict[str, Any]]] = {}
+
+    def every_target_has_exemplars() -> bool:  # the workloads exited; the exporter is scraped every second
+        for label, expr in targets.items():
+            found[label] = found.get(label) or prom.exemplars(expr)
+        return all(found.values())
+
+    wait_for(every_target_has_exemplars, "exemplars on every latency panel", detail=lambda: [k for k, v in found.items() if not v])
+    kept = {(series["seriesLabels"]["__name__"], e["labels"].get("trace_id", ""), e["labels"].get("span_id", ""))
+            for series_list in found.values() for series in series_list if series["seriesLabels"].get("error_type")
+            for e in series["exemplars"]}
+    steers = {trace for name, trace, _ in kept if name.startswith("gen_ai_client_")}
+    assert len(steers) >= 2 and any(name.startswith(SPAN_METRICS) for name, _, _ in kept), kept
+    assert all(len(t) == 32 and len(s) == 16 for _, t, s in kept), kept
+
+    def not_in_jaeger() -> List[Tuple[str, str, str]]:
+        traces = {t: jaeger.trace(t) for t in {t for _, t, _ in kept}}
+        return sorted((n, t, s) for n, t, s in kept if not traces[t] or s not in {span["spanID"] for span in traces[t]["spans"]})
+
+    # Kept traces reach Jaeger after decision_wait: waiting for it, not sleeping.
+    wait_for(lambda: not not_in_jaeger(), "the exemplars' traces and spans in Jaeger", timeout=30, detail=not_in_jaeger)
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 90) -> None:
+def wait_for(predicate: Any, what: str, timeout: float = 90, detail: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
