@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, function_tool, given, make_usage, other_tool, text_only
+from steer.providers.base import Assembly, function_tool, given, make_usage, other_tool, output_type, text_only
 
 PROVIDER = "anthropic"
 API = "anthropic.messages"
@@ -90,8 +90,7 @@ def messages_call_info(body: Mapping[str, Any], *, streaming: bool, provider: st
     if isinstance(config, Mapping):
         params["reasoning_level"] = config.get("effort")  # the exact value sent (low ... max)
     json_output = _json_output(body)
-    if json_output:
-        params["output_type"] = "json"
+    params["output_type"] = output_type(json_output)
     model = body.get("model")
     return CallInfo(
         provider=provider,

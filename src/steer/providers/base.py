@@ -101,6 +101,22 @@ def given(value: Any) -> bool:
     return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
+def output_type(json_output: bool, modalities: Any = None) -> str:
+    """``gen_ai.output.type``: what the request asks the model to produce. ``json`` for JSON mode or
+    structured output; ``image`` / ``speech`` when the requested output modalities include images or
+    audio (OpenAI ``modalities``, Gemini ``response_modalities``); ``text`` otherwise (every inference
+    API's default)."""
+    if json_output:
+        return "json"
+    if given(modalities) and isinstance(modalities, (list, tuple)):
+        names = {str(getattr(m, "value", m)).lower() for m in modalities}
+        if "image" in names:
+            return "image"
+        if "audio" in names:
+            return "speech"
+    return "text"
+
+
 # Why a wire value was left out (the steer.decode.reason values; telemetry adds its own).
 INVALID_TOKEN_COUNT = "invalid_token_count"
 # OTLP carries integers as int64: a count beyond it is not a count any server really had.

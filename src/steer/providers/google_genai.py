@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, AttrView, function_tool, make_usage, other_tool, text_only
+from steer.providers.base import Assembly, AttrView, function_tool, make_usage, other_tool, output_type, text_only
 
 # Gemini finish reasons the shared table leaves out. STOP, MAX_TOKENS, SAFETY, RECITATION, BLOCKLIST,
 # PROHIBITED_CONTENT, SPII, IMAGE_SAFETY and MALFORMED_FUNCTION_CALL are normalised in base.py;
@@ -107,10 +107,7 @@ def call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str
     count = _cfg(config, "candidate_count")
     if isinstance(count, int) and count != 1:
         params["choice_count"] = count
-    if json_output:
-        params["output_type"] = "json"
-    elif mime == "text/plain":
-        params["output_type"] = "text"
+    params["output_type"] = output_type(json_output, _cfg(config, "response_modalities"))
     return CallInfo(
         provider=provider, api=api, operation="generate_content",
         request_model=model_name(kwargs.get("model")), streaming=streaming,

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, field_of, function_tool, given, make_usage, other_tool
+from steer.providers.base import Assembly, field_of, function_tool, given, make_usage, other_tool, output_type
 
 # Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
 _HOSTS: Tuple[Tuple[str, str], ...] = (
@@ -79,8 +79,10 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
     n = kwargs.get("n")
     if isinstance(n, int) and n != 1:
         params["choice_count"] = n
-    if fmt:
-        params["output_type"] = "json" if fmt in ("json_object", "json_schema") else "text"
+    modalities = kwargs.get("modalities")
+    if given(kwargs.get("audio")) and not given(modalities):
+        modalities = ["audio"]  # audio output parameters given: the answer is spoken
+    params["output_type"] = output_type(fmt in ("json_object", "json_schema"), modalities)
     extra: Dict[str, Any] = {"api_type": "chat_completions" if operation == "chat" else "completions"}
     tier = kwargs.get("service_tier")
     if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"

@@ -33,7 +33,9 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, choice_order, field_of, function_tool, given, other_tool, pieces_of, text_only
+from steer.providers.base import (
+    Assembly, choice_order, field_of, function_tool, given, other_tool, output_type, pieces_of, text_only,
+)
 from steer.providers.openai import usage_from
 
 # Where each kind of streamed content is assembled (the Assembly dict name) and how it is written.
@@ -322,8 +324,7 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
         "reasoning_level": _effort(kwargs.get("reasoning")),
         "previous_response_id": kwargs.get("previous_response_id"),
     }
-    if fmt:
-        params["output_type"] = "json" if json_output else "text"
+    params["output_type"] = output_type(json_output)
     extra: Dict[str, Any] = {"api_type": "responses"}
     tier = kwargs.get("service_tier")
     if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"
