@@ -189,6 +189,15 @@ class Prometheus3(Service, Prometheus):
         return get_json(f"{self.url}/api/v1/query_exemplars?{query}")["data"]
 
 
+def wait_for(predicate: Any, what: str, timeout: float = 90, detail: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
+
+
 def workload_summaries(log: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith('{"calls"')]
 

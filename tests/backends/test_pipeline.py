@@ -13,7 +13,7 @@ import pytest
 
 from backend_support import ARTIFACTS
 from dashboard_queries import SPAN_METRICS, expressions, has_data, substitute
-from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline, span_tags, spans_of  # noqa: F401 - fixture
+from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline, span_tags, spans_of, wait_for  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.backend, pytest.mark.xdist_group("real-pipeline")]  # one pipeline per run
 
@@ -152,12 +152,3 @@ def test_latency_panels_exemplars_open_the_calls_span_in_jaeger(pipeline: Pipeli
 
     # Kept traces reach Jaeger after decision_wait: waiting for it, not sleeping.
     wait_for(lambda: not not_in_jaeger(), "the exemplars' traces and spans in Jaeger", timeout=30, detail=not_in_jaeger)
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 90, detail: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
