@@ -19,7 +19,7 @@ what having a library loaded costs (``overhead.py``'s ``steer-idle`` placebo mea
 Contenders: ``bare``; ``steer`` (``steer.instrument()``); the peers that can be removed again
 (``otel-official``, ``openinference``: their instrumentors' ``uninstrument()``; not OpenLIT, which
 cannot be undone, nor OpenLLMetry, whose ``uninstrument()`` leaves a wrapper behind), set up by
-``peers/contenders.py`` exactly as in the peers run. Every stream is checked: each contender must leave
+``contenders.py`` exactly as in the peers run. Every stream is checked: each contender must leave
 as many spans as on its first stream (a bare one: as many as before any contender ran), else the run
 stops — a contender left switched on would otherwise be timed inside the others. ``--variant FILE.py``
 adds ``steer+FILE``: steer with a change applied for its streams only — a module whose ``apply()``
@@ -46,7 +46,6 @@ from typing import Any, Callable, Dict, List
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "peers"))
 
 from contenders import CONTENDERS, Ctx, Telemetry  # noqa: E402
 from workload import WORKLOADS  # noqa: E402

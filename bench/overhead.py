@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,57 +34,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from overhead_report import markdown, targets  # noqa: E402
+from worker import WorkerProc, add_run_options, host_info  # noqa: E402
 
 TARGET_CPU_US, TARGET_RATIO = 2.0, 1.02
-
-
-class WorkerProc:
-    def __init__(self, contender: str, provider: str, mode: str, capture: str, chunks: int, a: Any, log: Path,
-                 hash_seed: int = 0) -> None:
-        self.name = contender
-        self.log_path = log
-        self.log = open(log, "w")
-        cmd = [sys.executable, str(HERE / "overhead.py"), "--worker", contender, "--provider", provider, "--mode", mode,
-               "--capture", capture, "--chunks", str(chunks), "--warmup", str(a.warmup), "--seed", str(a.seed)]
-        if a.no_async_yield:
-            cmd.append("--no-async-yield")
-        if contender == "steer-alt":
-            cmd += ["--alt-src", a.alt_src]
-        if a.quick:
-            cmd.append("--quick")
-        # The hash seed changes the process's memory layout (dict/set orders, interned strings): one seed per
-        # worker index, the same for both contenders, so each pair differs only by steer.
-        env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                  bufsize=1, env=env)
-        first = self._read()
-        self.info = first.get("info")
-        self.error = None if first.get("ok") else first.get("error")
-
-    def _read(self) -> Dict[str, Any]:
-        line = self.p.stdout.readline()
-        if not line:
-            self.p.wait(timeout=30)
-            tail = self.log_path.read_text()[-2000:] if self.log_path.exists() else ""
-            return {"ok": False, "error": f"worker exited with code {self.p.returncode}\n{tail}"}
-        return json.loads(line)
-
-    def call(self, **cmd: Any) -> Dict[str, Any]:
-        try:
-            self.p.stdin.write(json.dumps(cmd) + "\n")
-            self.p.stdin.flush()
-        except BrokenPipeError:
-            return {"ok": False, "error": "worker is gone (broken pipe)"}
-        return self._read()
-
-    def close(self) -> None:
-        try:
-            if self.p.poll() is None:
-                self.call(cmd="exit")
-                self.p.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - a stuck worker is killed (it is our own child, by handle)
-            self.p.kill()
-        self.log.close()
 
 
 def _stats(values: List[float]) -> Dict[str, float]:
@@ -105,8 +55,8 @@ def run_scenario(provider: str, mode: str, capture: str, a: Any, log_dir: Path) 
     for name in a.contenders:
         for i in range(a.processes):
             wp = WorkerProc(name, provider, mode, capture, a.chunks, a,
-                            log_dir / f"{provider}-{mode}-{capture}-{name}-{i}.log", hash_seed=i)
-            if wp.error:
+                            log_dir / f"{provider}-{mode}-{capture}-{name}-{i}.log", hash_seed=i, global_providers=False)
+            if not wp.ready():
                 res["errors"][name] = wp.error
                 print(f"  ! {name} failed to start: {wp.error.strip().splitlines()[-1:]}", flush=True)
                 wp.close()
@@ -149,7 +99,7 @@ def run_scenario(provider: str, mode: str, capture: str, a: Any, log_dir: Path) 
         c = res["contenders"][name]
         g = wp.call(cmd="gaps")
         c["gap_ns"] = g.get("gap_ns") if g.get("ok") else None
-        d = wp.call(cmd="diag", end_streams=a.end_streams)
+        d = wp.call(cmd="check", end_streams=a.end_streams)
         c["diag"] = d.get("diag") if d.get("ok") else {"error": d.get("error")}
         if c["telemetry"] and "error" not in c["diag"]:  # the span check of every worker's timed batches
             c["diag"]["spans_checked"] = sum(t["spans"] for t in c["telemetry"])
@@ -217,8 +167,9 @@ def run_rss(a: Any, log_dir: Path) -> List[Dict[str, Any]]:
         for mode in a.rss_modes:
             for name in a.rss_contenders:
                 print(f"=== rss {provider}/{mode} {name}: {a.rss_streams} streams of {a.rss_chunks} chunks ...", flush=True)
-                wp = WorkerProc(name, provider, mode, "on", a.rss_chunks, a, log_dir / f"rss-{provider}-{mode}-{name}.log")
-                if wp.error:
+                wp = WorkerProc(name, provider, mode, "on", a.rss_chunks, a, log_dir / f"rss-{provider}-{mode}-{name}.log",
+                                global_providers=False)
+                if not wp.ready():
                     out.append({"provider": provider, "mode": mode, "contender": name, "error": wp.error})
                     wp.close()
                     continue
@@ -233,27 +184,9 @@ def run_rss(a: Any, log_dir: Path) -> List[Dict[str, Any]]:
     return out
 
 
-def host_info() -> Dict[str, Any]:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": model,
-            "loadavg_start": list(os.getloadavg())}
-
-
 def main(argv: Any = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--chunks", type=int, default=1000, help="content chunks per stream (default 1000)")
-    p.add_argument("--streams", type=int, default=100, help="timed streams per contender per scenario (default 100)")
-    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed streams per worker (default 3)")
-    p.add_argument("--processes", type=int, default=2,
-                   help="worker processes per contender, rotated by round, each with its own hash seed (default 2)")
+    add_run_options(p, warmup=3)
     p.add_argument("--contenders", default="bare,steer", help="bare,steer[,steer-idle,steer-alt,steer-per-chunk-gaps,steer-otlp-refused,steer-otlp-hanging]")
     p.add_argument("--providers", default="openai,anthropic")
     p.add_argument("--modes", default="sync,async")
@@ -266,22 +199,12 @@ def main(argv: Any = None) -> int:
     p.add_argument("--rss-providers", default="openai")
     p.add_argument("--rss-modes", default="sync,async")
     p.add_argument("--rss-contenders", default="steer")
-    p.add_argument("--no-async-yield", action="store_true", help="async body: no asyncio.sleep(0) before each event")
     p.add_argument("--alt-src", default="",
                    help="another steer source tree (its src/ folder) for the contender steer-alt: before/after in one run")
-    p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", help="results JSON (default bench/results/overhead-<timestamp>.json)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 chunks, 4 streams, 300-stream RSS check")
     p.add_argument("--report", metavar="RESULTS.json", help="print the markdown of an earlier run and exit")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--provider", help=argparse.SUPPRESS)
-    p.add_argument("--mode", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if a.worker:
-        from overhead_worker import worker_main
-
-        a.capture = a.capture if a.capture in ("on", "off") else "off"
-        return worker_main(a)
     if a.report:
         print(markdown(json.loads(Path(a.report).read_text())), end="")
         return 0
@@ -298,7 +221,7 @@ def main(argv: Any = None) -> int:
     log_dir = out.parent / f"overhead-logs-{stamp}"
     log_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results: Dict[str, Any] = {"args": {k: v for k, v in vars(a).items() if k not in ("worker", "provider", "mode")},
+    results: Dict[str, Any] = {"args": {k: v for k, v in vars(a).items()},
                                "host": host_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "scenarios": []}
     chosen = [tuple(x.split("/")) for x in a.scenarios.split(",") if x] or [
         (provider, mode, cap) for provider in a.providers for mode in a.modes for cap in a.capture]

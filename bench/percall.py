@@ -5,7 +5,7 @@
         [--captures off,on] [--calls 20] [--rounds 5] [--no-instructions] [--no-timed] [--quick]
 
 Most real calls are short (tool loops, classifiers, agent steps), so the per-call cost matters as much
-as the per-chunk one. Every contender (bench/peers/contenders.py: the same shared in-memory SDK
+as the per-chunk one. Every contender (bench/contenders.py: the same shared in-memory SDK
 providers for all) runs in its own process per scenario, the real SDK client over a MockTransport
 (bench/workload.py). Sizes: 0 = a non-streaming call, N = a stream of N content chunks.
 
@@ -37,7 +37,6 @@ from typing import Any, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "peers"))
 
 DEFAULT_CONTENDERS = "bare,steer,otel-official,openllmetry,openlit,openinference"
 COUNT_PREFIX = "PERCALL_COUNT"

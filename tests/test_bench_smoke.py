@@ -1,10 +1,12 @@
-"""The overhead benchmark runs, and what it times is steer with its telemetry really on.
+"""The stream benchmarks run, and what they time is steer with its telemetry really on.
 
-``bench/overhead.py --quick`` on two scenarios (200-chunk streams; OpenAI sync and Anthropic async,
-capture on) and a 150-stream memory run: every worker starts, the streams reach the client unaltered, and in the steer workers
-every timed stream produced one ended span that counted every chunk, with usage, time to first chunk
-and the metrics. Timings are printed by the benchmark and never asserted here: they depend on the
-machine and its load.
+In ``make test``: ``bench/overhead.py`` (make bench) and ``bench/peers/peers.py`` (make bench-peers) at a
+tiny size, one worker process per contender (``bench/worker.py``, the one both drive): every contender
+started, its streams reached the client unaltered, steer's spans counted every chunk, a peer's
+instrumentation ran beside them, and the report was written. Under ``-m heavy`` (make test-heavy):
+``overhead.py --quick`` on two scenarios (200-chunk streams; OpenAI sync and Anthropic async, capture on)
+with the placebo and the other-tree contenders, two processes per contender and a 150-stream memory run.
+Timings are printed by the benchmarks and never asserted here: they depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -19,24 +21,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "overhead.py"
+PEERS = ROOT / "bench" / "peers" / "peers.py"
+# A tiny run: 20-chunk streams, 2 timed streams in one round, one worker process per contender.
+TINY = ["--chunks", "20", "--streams", "2", "--rounds", "1", "--warmup", "1", "--processes", "1"]
 
-# The module fixture runs the benchmark (~30 s on an idle 2-core machine, minutes on a loaded one);
-# its tests stay on one pytest-xdist worker (`--dist loadgroup`), so it runs once.
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("bench_smoke")]
 
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tmp = tmp_path_factory.mktemp("bench")
-    out = tmp / "overhead.json"
-    alt = tmp / "alt-src"  # a copy of this tree's steer, for the steer-alt contender (before/after in one run)
-    shutil.copytree(ROOT / "src", alt, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(out), "--scenarios", "openai/sync/on,anthropic/async/on",
-         "--contenders", "bare,steer,steer-idle,steer-alt", "--alt-src", str(alt),
-         "--rss-streams", "150", "--rss-modes", "sync"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
+def _bench(script: Path, out: Path, *args: str, timeout: int = 240) -> dict:
+    proc = subprocess.run([sys.executable, str(script), "--out", str(out), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
     data["_stdout"] = proc.stdout
@@ -44,6 +36,66 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return data
 
 
+def test_overhead_bench_tiny_run(tmp_path: Path) -> None:
+    """``make bench`` at a tiny size: bare and steer each ran every timed stream unaltered, every steer
+    stream ended one span that counted every chunk, the memory run ended every span, the report is out."""
+    data = _bench(BENCH, tmp_path / "overhead.json", *TINY, "--scenarios", "openai/sync/on", "--end-streams", "1",
+                  "--alloc-streams", "0", "--rss-streams", "20", "--rss-modes", "sync")
+    (sc,) = data["scenarios"]
+    assert sc["errors"] == {}
+    for name in ("bare", "steer"):
+        c = sc["contenders"][name]
+        assert c["info"]["correctness"]["text_ok"] and c["summary"]["streams"] == 2
+        assert c["info"]["correctness"]["chunks"] == c["info"]["correctness"]["expected_chunks"] == 23
+    steer = sc["contenders"]["steer"]
+    assert steer["summary"]["spans_ok"] == steer["summary"]["spans_expected"] == 2
+    assert steer["diag"]["chunks_attr"] == 23 and steer["diag"]["end"] == "complete" and steer["diag"]["usage_ok"]
+    assert steer["info"]["stream_type"].startswith("steer.") and "spans" not in sc["contenders"]["bare"]["diag"]
+    (rss,) = data["rss"]
+    assert rss["streams"] == rss["spans_ended"] == 20 and rss["active_streams_after"] == 0
+    assert "| provider | mode | capture | bare µs/chunk | steer µs/chunk |" in data["_md"]
+    assert data["_md"] in data["_stdout"]
+
+
+def test_peers_bench_tiny_run_with_a_peer(tmp_path: Path) -> None:
+    """``make bench-peers`` at a tiny size with bare, steer and one peer (OpenInference, installed with the
+    test extra; the others live in bench/.venv-peers): each ran every timed stream unaltered, steer and
+    the peer each produced their span, and the report tables name all three."""
+    data = _bench(PEERS, tmp_path / "peers.json", *TINY, "--contenders", "bare,steer,openinference",
+                  "--providers", "openai", "--modes", "sync", "--capture", "on", "--leak-streams", "0")
+    (sc,) = data["scenarios"]
+    assert sc["errors"] == {}
+    for name in ("bare", "steer", "openinference"):
+        c = sc["contenders"][name]
+        assert c["info"]["correctness"]["text_ok"] and c["summary"]["streams"] == 2, name
+        assert f"| {name} |" in data["_md"]
+    assert sc["contenders"]["bare"]["diag"]["instrumented"] is False
+    for name, scope in (("steer", "steer"), ("openinference", "openinference.instrumentation.openai")):
+        diag = sc["contenders"][name]["diag"]
+        assert diag["n_spans"] == 1 and diag["spans"][0]["scope"] == scope, diag["spans"]
+        assert diag["content_captured"] == {"input": True, "output": True}
+    assert "Median per-chunk overhead vs bare" in data["_md"]
+
+
+def heavy_test(fn):
+    """The full smoke (two scenarios, every contender kind, two processes each; ~25 s CPU): make
+    test-heavy, its tests on one xdist worker so that the module fixture runs once."""
+    for mark in (pytest.mark.heavy, pytest.mark.timeout(900), pytest.mark.xdist_group("bench_smoke")):
+        fn = mark(fn)
+    return fn
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("bench")
+    alt = tmp / "alt-src"  # a copy of this tree's steer, for the steer-alt contender (before/after in one run)
+    shutil.copytree(ROOT / "src", alt, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return _bench(BENCH, tmp / "overhead.json", "--quick", "--scenarios", "openai/sync/on,anthropic/async/on",
+                  "--contenders", "bare,steer,steer-idle,steer-alt", "--alt-src", str(alt),
+                  "--rss-streams", "150", "--rss-modes", "sync", timeout=900)
+
+
+@heavy_test
 def test_every_scenario_ran_both_contenders(results: dict) -> None:
     seen = {(sc["provider"], sc["mode"]) for sc in results["scenarios"]}
     assert seen == {("openai", "sync"), ("anthropic", "async")}
@@ -59,6 +111,7 @@ def test_every_scenario_ran_both_contenders(results: dict) -> None:
         assert {"overhead_us", "ratio", "cpu_overhead_us", "cpu_ratio"} <= set(sc["contenders"]["steer"]["summary"])
 
 
+@heavy_test
 def test_steer_telemetry_was_on_in_every_timed_stream(results: dict) -> None:
     for sc in results["scenarios"]:
         steer = sc["contenders"]["steer"]
@@ -85,6 +138,7 @@ def test_steer_telemetry_was_on_in_every_timed_stream(results: dict) -> None:
         assert "spans" not in sc["contenders"]["bare"]["diag"]
 
 
+@heavy_test
 def test_end_of_stream_cost_covers_reported_and_estimated_usage(results: dict) -> None:
     for sc in results["scenarios"]:
         end = sc["contenders"]["steer"]["diag"]["end_cost"]
@@ -93,6 +147,7 @@ def test_end_of_stream_cost_covers_reported_and_estimated_usage(results: dict) -
         assert end["reported_usage"]["wall_us_median"] > 0 and end["estimated_usage"]["cpu_us_median"] >= 0
 
 
+@heavy_test
 def test_allocations_and_memory_are_measured(results: dict) -> None:
     for sc in results["scenarios"]:
         if sc["mode"] == "sync":
@@ -107,6 +162,7 @@ def test_allocations_and_memory_are_measured(results: dict) -> None:
     assert len(rss["series"]) >= 2
 
 
+@heavy_test
 def test_report_is_written(results: dict) -> None:
     md = results["_md"]
     assert "| provider | mode | capture | bare µs/chunk | steer µs/chunk |" in md
@@ -114,6 +170,7 @@ def test_report_is_written(results: dict) -> None:
     assert md in results["_stdout"]
 
 
+@heavy_test
 def test_placebo_and_alternative_tree_contenders(results: dict) -> None:
     """steer-idle has steer and OpenTelemetry loaded but the measured SDK unobserved; steer-alt is steer
     imported from ``--alt-src``, observing with full telemetry like the installed one."""

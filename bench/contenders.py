@@ -1,5 +1,7 @@
-"""Contender registry (adapted from the team's shared/bench/contenders.py: provider-aware, with steer
-and the Anthropic instrumentations of the same peer projects).
+"""Contender registry of every bench driver (bench/worker.py runs one contender per process for
+overhead.py and peers/peers.py; percall.py and inprocess.py use it too). Adapted from the team's
+shared/bench/contenders.py: provider-aware, with steer, steer's placebo and variants, and the Anthropic
+instrumentations of the same peer projects.
 
 A contender is ONE small function that instruments the ``openai`` (or ``anthropic``, ``ctx.provider``)
 SDK in the current process.
@@ -21,7 +23,12 @@ It is called exactly once, in a fresh worker subprocess, BEFORE any OpenAI clien
   InMemoryMetricReader, SimpleLogRecordProcessor -> InMemoryLogExporter).
 * ``ctx.note(text)``: record something worth knowing (config quirks, fallbacks); it ends up in the JSON.
 * ``dists``: distribution names whose installed versions are reported.
+* ``ctx.quick``: a smoke run, nothing is timed (no need to wait for warm-up threads); ``ctx.alt_src``: the
+  other steer source tree of ``steer-alt``.
 * ``instrumented=False`` only for the floor ("bare"): then no OTel providers are installed.
+* ``observes=False``: the contender's telemetry sees no stream (the placebo), so nothing is checked on it.
+* ``dead_otlp="refused"|"hanging"``: the providers are steer's own (otel_setup) with OTLP exporters
+  pointed at a loopback endpoint that refuses connections or never answers.
 
 Raise an exception to mark the contender as failed: the error is recorded and the run moves on.
 """
@@ -29,9 +36,12 @@ Raise an exception to mark the contender as failed: the error is recorded and th
 from __future__ import annotations
 
 import os
+import socket
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,6 +54,8 @@ class Ctx:
     meter_provider: Any = None
     logger_provider: Any = None
     notes: List[str] = field(default_factory=list)
+    quick: bool = False
+    alt_src: str = ""
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -57,6 +69,8 @@ class ContenderSpec:
     instrumented: bool = True
     description: str = ""
     providers: Sequence[str] = ("openai", "anthropic")  # scenarios it takes part in
+    observes: bool = True
+    dead_otlp: str = ""
 
 
 CONTENDERS: Dict[str, ContenderSpec] = {}
@@ -66,7 +80,7 @@ DEFAULT_CONTENDERS = ["bare", "steer", "otel-official", "openllmetry", "openlit"
 
 
 def contender(name: str, dists: Sequence[str] = (), instrumented: bool = True,
-              providers: Sequence[str] = ("openai", "anthropic")):
+              providers: Sequence[str] = ("openai", "anthropic"), observes: bool = True, dead_otlp: str = ""):
     def deco(fn: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
         CONTENDERS[name] = ContenderSpec(
             name=name,
@@ -75,6 +89,8 @@ def contender(name: str, dists: Sequence[str] = (), instrumented: bool = True,
             instrumented=instrumented,
             providers=tuple(providers),
             description=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
+            observes=observes,
+            dead_otlp=dead_otlp,
         )
         return fn
 
@@ -92,25 +108,67 @@ def bare(ctx: Ctx) -> None:
     return None
 
 
-@contender("steer", dists=["steer"])
-def steer_(ctx: Ctx) -> None:
-    """steer.instrument() with the shared providers (install the project into the venv first)."""
+def _steer(ctx: Ctx, provider: str = "", **options: Any) -> None:
     import steer
 
     steer.instrument(
-        providers=[ctx.provider],
+        providers=[provider or ctx.provider],
         tracer_provider=ctx.tracer_provider,
         meter_provider=ctx.meter_provider,
         capture_content=ctx.capture_content,
+        **options,
     )
+    if ctx.quick:  # a smoke run times nothing: no need to wait
+        return
     # instrument() loads the tokenizer encodings (for usage estimation) in a daemon thread. Let it finish
     # here, as it long has in a running application, so that it does not share the CPU with timed streams.
-    import threading
-
     for t in threading.enumerate():
         if t is not threading.main_thread() and t.daemon and t.name != "steer-end-of-call":  # that one lives on
             t.join(60)
     ctx.note("waited for steer's encoding warm-up thread before the timed streams")
+
+
+@contender("steer", dists=["steer"])
+def steer_(ctx: Ctx) -> None:
+    """steer.instrument() with the shared providers (install the project into the venv first)."""
+    _steer(ctx)
+
+
+@contender("steer-alt", dists=["steer"])
+def steer_alt(ctx: Ctx) -> None:
+    """steer imported from another source tree (--alt-src DIR, its src/ folder): before/after in one run."""
+    sys.path.insert(0, ctx.alt_src)
+    _steer(ctx)
+
+
+# The placebo: steer and the OpenTelemetry SDK imported and instrument()ed exactly as for "steer", but for
+# the *other* provider, so the measured SDK is not hooked. steer-idle - bare is what merely having them in
+# the process costs (imports, a larger heap for the GC to walk, another memory layout); steer - steer-idle
+# is what observing the stream costs.
+@contender("steer-idle", dists=["steer"], observes=False)
+def steer_idle(ctx: Ctx) -> None:
+    """steer instrument()ed for the other provider only: the measured SDK is not hooked (placebo)."""
+    _steer(ctx, provider="anthropic" if ctx.provider in ("openai", "openai-json") else "openai")
+
+
+@contender("steer-per-chunk-gaps", dists=["steer"])
+def steer_per_chunk_gaps(ctx: Ctx) -> None:
+    """steer with chunk_gap_metric="per_chunk" (one histogram point per chunk gap)."""
+    _steer(ctx, chunk_gap_metric="per_chunk")
+
+
+# An exporter that refuses or hangs must not change the stream's timing: steer's own providers (spans
+# through a BatchSpanProcessor, metrics every second) exporting to a dead loopback endpoint.
+@contender("steer-otlp-refused", dists=["steer"], dead_otlp="refused")
+def steer_otlp_refused(ctx: Ctx) -> None:
+    """steer whose OTLP exporters point at a port that refuses connections."""
+    _steer(ctx)
+
+
+@contender("steer-otlp-hanging", dists=["steer"], dead_otlp="hanging")
+def steer_otlp_hanging(ctx: Ctx) -> None:
+    """steer whose OTLP exporters point at a port that accepts connections and never answers."""
+    _steer(ctx)
 
 
 # OpenTelemetry contrib has released no Anthropic instrumentation: openai only.
@@ -167,7 +225,7 @@ def openlit_(ctx: Ctx) -> None:
         environment="bench",
         capture_message_content=ctx.capture_content,
         disabled_instrumentors=disabled,
-        pricing_json=str(HERE / "openlit_pricing.json"),
+        pricing_json=str(HERE / "peers" / "openlit_pricing.json"),
     )
     ctx.note(f"openlit.init(disabled_instrumentors=<all {len(disabled)} but {ctx.provider!r}>)")
 
@@ -195,12 +253,33 @@ def openinference(ctx: Ctx) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-class Telemetry:
-    """OTel SDK providers with in-memory sinks, installed as the globals before the contender's setup()
-    (``install_globals=False``: passed to contenders only; with a global tracer provider the anthropic SDK
-    makes its own span, which a bare stream would then pay for)."""
+def dead_otlp_endpoint(kind: str) -> str:
+    """A loopback URL that refuses connections ("refused"), or accepts them and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if kind == "refused":
+        sock.close()  # nothing listens there now
+    else:
+        sock.listen(64)
+        held: List[Any] = []
 
-    def __init__(self, install_globals: bool = True) -> None:
+        def accept() -> None:  # keep every connection open, read nothing back, answer nothing
+            while True:
+                held.append(sock.accept()[0])
+
+        threading.Thread(target=accept, daemon=True, name="hanging-otlp").start()
+    return f"http://127.0.0.1:{port}"
+
+
+class Telemetry:
+    """OTel SDK providers with in-memory sinks. ``install_globals``: also the OTel globals, before the
+    contender's setup() (the peers harness: some instrumentations only use the globals); without them
+    they are passed to the contender only (with a global tracer provider the anthropic SDK makes its own
+    span, which a bare stream would then pay for). ``otlp_endpoint``: steer's own providers (otel_setup)
+    exporting there as well as to the in-memory sinks."""
+
+    def __init__(self, install_globals: bool = True, otlp_endpoint: Optional[str] = None) -> None:
         from opentelemetry import _logs, metrics, trace
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
@@ -211,23 +290,28 @@ class Telemetry:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-        resource = Resource.create({"service.name": "peers-bench"})
+        resource = Resource.create({"service.name": "steer-bench"})
         self.span_exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider(resource=resource)
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
-        if install_globals:
-            trace.set_tracer_provider(self.tracer_provider)
-
         self.metric_reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
-        if install_globals:
-            metrics.set_meter_provider(self.meter_provider)
+        if otlp_endpoint:
+            from steer import otel_setup
 
+            os.environ.update(OTEL_BSP_SCHEDULE_DELAY="200", OTEL_METRIC_EXPORT_INTERVAL="1000",
+                              OTEL_EXPORTER_OTLP_TIMEOUT="10", OTEL_SERVICE_NAME="steer-bench")
+            self.tracer_provider = otel_setup.build_tracer_provider([SimpleSpanProcessor(self.span_exporter)],
+                                                                    otlp_endpoint=otlp_endpoint)
+            self.meter_provider = otel_setup.build_meter_provider([self.metric_reader], otlp_endpoint=otlp_endpoint)
+        else:
+            self.tracer_provider = TracerProvider(resource=resource)
+            self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
+            self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.metric_reader])
         self.log_exporter = InMemoryLogExporter()
         self.logger_provider = LoggerProvider(resource=resource)
         self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(self.log_exporter))
         if not install_globals:
             return
+        trace.set_tracer_provider(self.tracer_provider)
+        metrics.set_meter_provider(self.meter_provider)
         _logs.set_logger_provider(self.logger_provider)
         try:  # deprecated Events API, still used by some instrumentations
             from opentelemetry import _events
@@ -252,3 +336,19 @@ class Telemetry:
     def metrics_data(self):
         self.tracer_provider.force_flush()  # drains steer's end-of-call queue (metric points too)
         return self.metric_reader.get_metrics_data()
+
+    def _metrics(self):
+        data = self.metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                yield from sm.metrics
+
+    def metric_points(self) -> Dict[str, int]:
+        """Data points per metric name."""
+        out: Dict[str, int] = {}
+        for m in self._metrics():
+            out[m.name] = out.get(m.name, 0) + len(list(m.data.data_points))
+        return out
+
+    def active_streams(self) -> int:
+        return sum(p.value for m in self._metrics() if m.name == "steer.client.streams.active" for p in m.data.data_points)
