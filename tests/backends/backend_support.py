@@ -129,7 +129,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                    "the workload's metrics endpoint never came up (up == 1)", workload_log)
         # One whole pass done, then a scrape after it: every kind of call has left its metrics.
         wait_until(lambda: '{"calls"' in workload_log.read_text(errors="replace"), 300, "the workload never finished a pass", workload_log)
-        time.sleep(2)
+        passed = time.time()
+        wait_until(lambda: any(float(r["value"][1]) > passed for r in server.query('timestamp(up{job="steer-workload"})')), 60,
+                   "no scrape after the first pass", prom_log)
         yield server
     finally:
         stop(prom)

@@ -159,22 +159,21 @@ def spans_of(traces: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 class Prometheus3(Service, Prometheus):
-    """Prometheus 3 scraping the Collectors' exporters (``honor_labels``: the application's service.name
-    stays its ``job``) and their own metrics, with its OTLP receiver and exemplar storage on."""
+    """Prometheus 3 with collector-config/prometheus.yml (scraping the Collector's exporter with
+    ``honor_labels``, so the application's service.name stays its ``job``, and its own metrics; OTLP
+    metrics keep their scope), its OTLP receiver and exemplar storage on. As docs/recipes/collector.md
+    runs it: the file's ``otel-collector:<port>`` targets become the loopback ports in ``targets``; the
+    test also scrapes every second instead of every 15."""
 
-    def __init__(self, work: Path, scrape: Dict[str, List[str]]) -> None:
+    def __init__(self, work: Path, targets: Dict[str, str]) -> None:
         port = free_port()
-        jobs = "".join(
-            f"  - job_name: {job}\n    honor_labels: {str(job != 'otelcol-self').lower()}\n"
-            f"    static_configs:\n      - targets: {json.dumps(targets)}\n"
-            for job, targets in scrape.items()
-        )
+        text = (CONFIG / "prometheus.yml").read_text()
+        for target, address in {"otel-collector:8889": targets["exporter"], "otel-collector:8888": targets["self"]}.items():
+            assert target in text, target
+            text = text.replace(target, address)
+        assert "15s" in text
         config = work / "prometheus.yml"
-        # promote_scope_metadata: OTLP metrics keep their instrumentation scope as otel_scope_name, as
-        # the Collector's exporter does, so the dashboards' scope filter works on both paths.
-        config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                          "otlp:\n  promote_scope_metadata: true\n"
-                          f"scrape_configs:\n{jobs}")
+        config.write_text(text.replace("15s", "1s"))
         argv = [str(binary("prometheus")), f"--config.file={config}", f"--storage.tsdb.path={work / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{port}", "--web.enable-otlp-receiver", "--enable-feature=exemplar-storage",
                 "--log.level=warn"]
@@ -223,7 +222,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         # Without Jaeger the kept traces go to a port nothing listens on (the exporter retries quietly).
         gateway = Collector("otelcol", "otel-collector.yaml", work, {"OTELCOL_JAEGER_OTLP_ENDPOINT": f"127.0.0.1:{jaeger.grpc if jaeger else free_port()}"})
         services.append(gateway)
-        prom = Prometheus3(work, {"otelcol": [f"127.0.0.1:{gateway.prometheus}"], "otelcol-self": [f"127.0.0.1:{gateway.self_metrics}"]})
+        prom = Prometheus3(work, {"exporter": f"127.0.0.1:{gateway.prometheus}", "self": f"127.0.0.1:{gateway.self_metrics}"})
         services.append(prom)
         common = {"OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
         runs = {
