@@ -8,6 +8,8 @@ import json
 import math
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import yaml
+
 from backend_support import ROOT
 
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -39,6 +41,21 @@ def expressions(exemplars_only: bool = False) -> List[Tuple[str, str]]:
                 if target.get("expr") and (target.get("exemplar") or not exemplars_only):
                     found.append((f"{path.stem}: {panel['title']} [{target['refId']}]", target["expr"]))
     return found
+
+
+def latency_panels() -> List[Tuple[str, Dict[str, Any]]]:
+    """(dashboard, panel) of every panel drawing a latency histogram (a ``_seconds_bucket``)."""
+    return [(path.stem, panel) for path in DASHBOARDS for panel in panels(json.loads(path.read_text()))
+            if any("_seconds_bucket" in t.get("expr", "") for t in panel.get("targets", []))]
+
+
+def exemplar_trace_id_label() -> str:
+    """The exemplar label Grafana's provisioned Prometheus data source opens in the Jaeger data source."""
+    sources = yaml.safe_load((ROOT / "collector-config/grafana/provisioning/datasources/datasources.yml").read_text())["datasources"]
+    jaeger = next(s["uid"] for s in sources if s["type"] == "jaeger")
+    prometheus = next(s for s in sources if s["type"] == "prometheus")
+    (label,) = [d["name"] for d in prometheus["jsonData"]["exemplarTraceIdDestinations"] if d["datasourceUid"] == jaeger]
+    return str(label)
 
 
 def substitute(expr: str, overrides: Optional[Dict[str, str]] = None) -> str:

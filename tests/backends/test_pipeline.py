@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from backend_support import ARTIFACTS
-from dashboard_queries import SPAN_METRICS, expressions, has_data, substitute
-from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, pipeline, span_tags, spans_of, wait_for  # noqa: F401 - fixture
+from dashboard_queries import SPAN_METRICS, exemplar_trace_id_label, expressions, has_data, latency_panels, substitute
+from real_pipeline import DIRECT, LATEST, OTHER_CALLS, PASSES, VIA_COLLECTOR, Pipeline, get_json, pipeline, span_tags, spans_of, wait_for  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.backend, pytest.mark.xdist_group("real-pipeline")]  # one pipeline per run
 
@@ -143,7 +143,8 @@ def test_latency_panels_exemplars_open_the_calls_span_in_jaeger(pipeline: Pipeli
         return all(found.values())
 
     wait_for(every_target_has_exemplars, "exemplars on every latency panel", detail=lambda: [k for k, v in found.items() if not v])
-    kept = {(series["seriesLabels"]["__name__"], e["labels"].get("trace_id", ""), e["labels"].get("span_id", ""))
+    trace_label = exemplar_trace_id_label()  # what the provisioned data source opens in Jaeger
+    kept = {(series["seriesLabels"]["__name__"], e["labels"].get(trace_label, ""), e["labels"].get("span_id", ""))
             for series_list in found.values() for series in series_list if series["seriesLabels"].get("error_type")
             for e in series["exemplars"]}
     steers = {trace for name, trace, _ in kept if name.startswith("gen_ai_client_")}
@@ -156,3 +157,11 @@ def test_latency_panels_exemplars_open_the_calls_span_in_jaeger(pipeline: Pipeli
 
     # Kept traces reach Jaeger after decision_wait: waiting for it, not sleeping.
     wait_for(lambda: not not_in_jaeger(), "the exemplars' traces and spans in Jaeger", timeout=30, detail=not_in_jaeger)
+    # The panels' link to Jaeger: its search (service, lookback, limit) finds the service's traces
+    # (asked of the query API the search page uses; the built Jaeger serves no UI).
+    for _, panel in latency_panels():
+        for link in panel["links"]:
+            url = substitute(link["url"].replace("${job}", service).replace("${jaeger_url}/search?", jaeger.url + "/api/traces?"))
+            assert url.startswith(jaeger.url + "/api/traces?"), url
+            listed = get_json(url)["data"]
+            assert listed and all(any(p["serviceName"] == service for p in t["processes"].values()) for t in listed), url

@@ -13,7 +13,7 @@ from typing import Any, Dict
 import pytest
 
 from backend_support import ARTIFACTS, ROOT, Prometheus, prometheus  # noqa: F401 - the session fixture
-from dashboard_queries import DASHBOARDS, SPAN_METRICS, expressions, has_data, panels, substitute
+from dashboard_queries import DASHBOARDS, SPAN_METRICS, expressions, has_data, latency_panels, panels, substitute
 from steer.telemetry import semconv as sc
 
 pytestmark = pytest.mark.backend
@@ -41,6 +41,24 @@ def test_every_selector_keeps_to_steers_scope_and_the_service_variable() -> None
             else:
                 assert 'otel_scope_name="steer"' in selector and 'job=~"$job"' in selector, (label, name)
         assert not re.search(r"\b(?:gen_ai|steer|traces_spanmetrics)_[a-z_]+\[", expr), f"{label}: a selector without labels"
+
+
+def test_latency_panels_show_exemplars_and_link_to_the_services_traces_in_jaeger() -> None:
+    """Each latency panel (steer's time to first chunk, gaps, duration; the span metrics' duration) shows
+    exemplars on every query and links to the selected service's traces in Jaeger (${jaeger_url}, a
+    variable of every dashboard). That the exemplars arrive and open the calls' spans in Jaeger, and
+    that the link's search finds the service's traces, test_pipeline.py proves on the real backends."""
+    found = latency_panels()
+    titles = {panel["title"] for _, panel in found}
+    for wanted in ("Time to first chunk", "Gap between chunks", "Duration", "span metrics"):
+        assert any(wanted in title for title in titles), (wanted, titles)
+    for board, panel in found:
+        assert all(t.get("exemplar") is True for t in panel["targets"]), (board, panel["title"])
+        urls = [link["url"] for link in panel.get("links", [])]
+        assert any(u.startswith("${jaeger_url}/search?") and "service=${job}" in u for u in urls), (board, panel["title"], urls)
+    for path in DASHBOARDS:
+        names = {v["name"] for v in json.loads(path.read_text())["templating"]["list"]}
+        assert {"job", "jaeger_url"} <= names, (path.stem, names)
 
 
 def test_every_panel_expression_returns_data(prometheus: Prometheus) -> None:
