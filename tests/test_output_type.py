@@ -56,3 +56,41 @@ def test_gemini_response_modalities(modalities: Any, expected: str, instrumented
                                        config=genai_types.GenerateContentConfig(response_modalities=modalities))
     (span,) = telemetry.genai_spans()
     assert span.attributes["gen_ai.output.type"] == expected
+
+
+def _output_modalities(telemetry: Any) -> Any:
+    """(output counter's modality, input counter's modality) of the newest conventions' usage counters."""
+    found = {}
+    for name, points in telemetry.metrics().items():
+        if name in ("gen_ai.client.inference.usage.output_tokens", "gen_ai.client.inference.usage.input_tokens"):
+            (point,) = points
+            found[name.rsplit(".", 1)[1]] = point.attributes["gen_ai.token.modality"]
+    return found["output_tokens"], found["input_tokens"]
+
+
+@pytest.mark.parametrize("provider,options,expected", [
+    ("openai", {}, "text"),
+    ("openai", {"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "pcm16"}}, "unknown"),
+    ("anthropic", {}, "text"),
+    ("gemini", {}, "unknown"),  # a model's default modalities may include images: not determined
+    ("gemini", {"response_modalities": ["TEXT"]}, "text"),
+    ("gemini", {"response_mime_type": "application/json"}, "text"),
+])
+def test_newest_token_counters_name_text_output_only_when_the_request_determines_it(
+        provider: str, options: Any, expected: str, instrumented: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anthropic
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    telemetry = instrumented()
+    with DevServer(chunk_delay=0) as srv:
+        if provider == "openai":
+            openai.OpenAI(base_url=srv.openai_base_url, api_key="x", max_retries=0).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], **options)
+        elif provider == "anthropic":
+            anthropic.Anthropic(base_url=srv.anthropic_base_url, api_key="x", max_retries=0).messages.create(
+                model="claude-test", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+        else:
+            client = genai.Client(api_key="x", http_options=genai_types.HttpOptions(base_url=srv.gemini_base_url))
+            client.models.generate_content(model="gemini-2.0-flash", contents="hi",
+                                           config=genai_types.GenerateContentConfig(**options))
+    assert _output_modalities(telemetry) == (expected, "unknown")

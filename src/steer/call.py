@@ -23,7 +23,8 @@ class CallInfo:
     server_port: Optional[int] = None
     # Neutral request parameters: max_tokens, temperature, top_p, top_k, frequency_penalty,
     # presence_penalty, stop_sequences, seed, choice_count, output_type; reasoning_level and
-    # previous_response_id (span attributes of the newest conventions only).
+    # previous_response_id (span attributes of the newest conventions only); output_modality
+    # ("text" when the request leaves the model no other output: the newest token counters' modality).
     params: Dict[str, Any] = field(default_factory=dict)
     request: Optional[Dict[str, Any]] = None  # the request body as the SDK was given it
     json_output: bool = False  # the request asked for JSON output (response_format & co.)

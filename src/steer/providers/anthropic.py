@@ -91,6 +91,7 @@ def messages_call_info(body: Mapping[str, Any], *, streaming: bool, provider: st
         params["reasoning_level"] = config.get("effort")  # the exact value sent (low ... max)
     json_output = _json_output(body)
     params["output_type"] = output_type(json_output)
+    params["output_modality"] = "text"  # Messages answers in text (and tool calls, text too)
     model = body.get("model")
     return CallInfo(
         provider=provider,

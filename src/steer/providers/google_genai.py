@@ -107,7 +107,11 @@ def call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str
     count = _cfg(config, "candidate_count")
     if isinstance(count, int) and count != 1:
         params["choice_count"] = count
-    params["output_type"] = output_type(json_output, _cfg(config, "response_modalities"))
+    modalities = _cfg(config, "response_modalities")
+    params["output_type"] = output_type(json_output, modalities)
+    if json_output or (isinstance(modalities, (list, tuple)) and modalities
+                       and all(str(getattr(m, "value", m)).upper() == "TEXT" for m in modalities)):
+        params["output_modality"] = "text"  # a model's default modalities may include images: only when asked
     return CallInfo(
         provider=provider, api=api, operation="generate_content",
         request_model=model_name(kwargs.get("model")), streaming=streaming,

@@ -83,6 +83,8 @@ def chat_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optiona
     if given(kwargs.get("audio")) and not given(modalities):
         modalities = ["audio"]  # audio output parameters given: the answer is spoken
     params["output_type"] = output_type(fmt in ("json_object", "json_schema"), modalities)
+    if params["output_type"] != "speech":  # no audio asked for: Chat and Completions answer in text
+        params["output_modality"] = "text"
     extra: Dict[str, Any] = {"api_type": "chat_completions" if operation == "chat" else "completions"}
     tier = kwargs.get("service_tier")
     if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"

@@ -325,6 +325,9 @@ def responses_call_info(kwargs: Mapping[str, Any], *, provider: str, address: Op
         "previous_response_id": kwargs.get("previous_response_id"),
     }
     params["output_type"] = output_type(json_output)
+    tools = kwargs.get("tools")
+    if not (isinstance(tools, list) and any(isinstance(t, Mapping) and t.get("type") == "image_generation" for t in tools)):
+        params["output_modality"] = "text"  # only the image generation tool makes a Responses call output images
     extra: Dict[str, Any] = {"api_type": "responses"}
     tier = kwargs.get("service_tier")
     if given(tier) and isinstance(tier, str) and tier != "auto":  # semconv: set unless "auto"

@@ -142,6 +142,7 @@ REQUEST_REASONING_LEVEL = "gen_ai.request.reasoning.level"
 REQUEST_PREVIOUS_RESPONSE_ID = "gen_ai.request.previous_response.id"
 TOKEN_MODALITY = "gen_ai.token.modality"
 TOKEN_MODALITY_UNKNOWN = "unknown"
+TOKEN_MODALITY_TEXT = "text"
 TOKEN_MODALITIES = ("text", "image", "audio")  # per-modality usage attributes and counter points
 METRIC_INFERENCE_DURATION = "gen_ai.client.inference.duration"
 METRIC_INFERENCE_TIME_TO_FIRST_CHUNK = "gen_ai.client.inference.time_to_first_chunk"

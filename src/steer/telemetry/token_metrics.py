@@ -51,6 +51,7 @@ _COUNTERS: Tuple[Tuple[str, str, str], ...] = (
     (sc.METRIC_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS, "cache_creation_input_tokens", "The number of input tokens written to a provider-managed cache."),
     (sc.METRIC_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS, "reasoning_tokens", "The number of output tokens used for reasoning."),
 )
+_OUTPUT = ("output_tokens", "reasoning_tokens")  # the counters of output tokens (the rest count input)
 
 
 class InferenceTokenMetrics:
@@ -58,7 +59,7 @@ class InferenceTokenMetrics:
 
     def __init__(self, meter: Any) -> None:
         self.counters = tuple(
-            (meter.create_counter(name, unit="{token}", description=description), field_name)
+            (meter.create_counter(name, unit="{token}", description=description), field_name, field_name in _OUTPUT)
             for name, field_name, description in _COUNTERS
         )
         self.operation_input = meter.create_histogram(
@@ -75,11 +76,16 @@ class InferenceTokenMetrics:
             attrs = {**attrs, **_openai_attributes(outcome)}
         usage = outcome.usage
         reported = usage.source == "reported"
-        # No provider breaks usage down by modality in what steer decodes: every point is "unknown".
-        counted = {**attrs, sc.TOKEN_MODALITY: sc.TOKEN_MODALITY_UNKNOWN}
-        for counter, field_name in self.counters:
+        # No provider's usage is broken down by modality in what steer decodes: input tokens are "unknown".
+        # Output tokens are "text" when the request left the model no other output (the provider's
+        # output_modality); a call without usage records its 0 under "unknown".
+        unknown = {**attrs, sc.TOKEN_MODALITY: sc.TOKEN_MODALITY_UNKNOWN}
+        output = unknown
+        if reported and call.params.get("output_modality") == sc.TOKEN_MODALITY_TEXT:
+            output = {**attrs, sc.TOKEN_MODALITY: sc.TOKEN_MODALITY_TEXT}
+        for counter, field_name, is_output in self.counters:
             value = getattr(usage, field_name) if reported else None
-            counter.add(value if value is not None else 0, counted, context=ctx)
+            counter.add(value if value is not None else 0, output if is_output else unknown, context=ctx)
         if reported and outcome.error_type is None:
             if usage.input_tokens is not None:
                 self.operation_input.record(usage.input_tokens, attrs, context=ctx)
