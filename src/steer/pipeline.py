@@ -357,8 +357,9 @@ class Session:
 
     # -- end-of-call processing ----------------------------------------------------------------------
     def _tool_calls(self) -> List[ToolCall]:
+        if not self.asm.tools:  # most calls: no import, no sort
+            return []
         from steer.processing.json_stream import parse_arguments
-
         calls = []
         for choice, call_id, name, whole, raw in self.asm.raw_tool_calls():
             if whole is not None and not raw:
