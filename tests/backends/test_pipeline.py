@@ -57,7 +57,7 @@ def test_jaeger_holds_exactly_the_kept_traces(pipeline: Pipeline) -> None:
     assert gateway.self_metric("otelcol_exporter_send_failed_spans", exporter="otlp/jaeger") == 0
 
 
-def test_tail_sampling_decides_every_trace_once_and_keeps_the_failed_calls(pipeline: Pipeline) -> None:
+def test_tail_sampling_decides_every_trace_once_and_keeps_the_failed_and_cancelled_calls(pipeline: Pipeline) -> None:
     gateway = pipeline.collector
     total = sum(pipeline.calls(s) for s in SERVICES)
     # Every call is one trace; each gets its decision decision_wait (2 s) after its span arrived.
@@ -70,6 +70,14 @@ def test_tail_sampling_decides_every_trace_once_and_keeps_the_failed_calls(pipel
     errors = gateway.self_metric(POLICY, policy="errors", sampled="true")
     assert errors >= 4 * PASSES * len(SERVICES), errors
     assert errors <= sampled < total / 2 < dropped, (errors, sampled, dropped)
+    # The stalled call its caller's timeout cancels (once per pass) ends cancelled, not failed: kept by
+    # the stream-ending policy, and there in Jaeger with its end.
+    assert gateway.self_metric(POLICY, policy="bad-stream-endings", sampled="true") >= PASSES * len(SERVICES)
+    for service in SERVICES:
+        def cancelled() -> int:
+            return sum(span_tags(span).get("steer.stream.end") == "cancelled" for span in spans_of(pipeline.jaeger.traces(service)))
+        wait_for(lambda: cancelled() >= PASSES, f"the cancelled calls of {service} in Jaeger")
+        assert cancelled() == PASSES, service
 
 
 def test_collector_self_metrics_account_for_every_span(pipeline: Pipeline) -> None:
