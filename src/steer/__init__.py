@@ -11,21 +11,14 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from steer.attached import context
-from steer.events import (
-    StreamCompleteEvent,
-    StreamDeltaEvent,
-    StreamErrorEvent,
-    StreamEvent,
-    StreamStallEvent,
-    StreamStartEvent,
-    StreamUsageEvent,
-    ToolCall,
-    Usage,
-)
+from steer.events import (StreamCompleteEvent, StreamDeltaEvent, StreamErrorEvent, StreamEvent, StreamStallEvent,
+                          StreamStartEvent, StreamUsageEvent, ToolCall, Usage)
 
 __version__ = "0.1.0"
 
 
+# Same keywords as instrumentation.build_runtime on purpose (must stay): the public signature is spelled out
+# for users, help() and type checkers rather than hidden behind **kwargs.
 def instrument(
     providers: Any = None,
     tracer_provider: Any = None,

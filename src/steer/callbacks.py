@@ -24,15 +24,8 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Optional, Set
 
-from steer.events import (
-    StreamCompleteEvent,
-    StreamDeltaEvent,
-    StreamErrorEvent,
-    StreamEvent,
-    StreamStallEvent,
-    StreamStartEvent,
-    StreamUsageEvent,
-)
+from steer.events import (StreamCompleteEvent, StreamDeltaEvent, StreamErrorEvent, StreamEvent, StreamStallEvent,
+                          StreamStartEvent, StreamUsageEvent)
 
 log = logging.getLogger("steer")
 

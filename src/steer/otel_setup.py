@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 log = logging.getLogger("steer")
 
@@ -49,24 +49,30 @@ def resolve_providers(tracer_provider: Any = None, meter_provider: Any = None) -
     with _LOCK:
         try:
             if tracer_provider is None and _CONFIGURED["traces"] is None and not tracing_configured():
-                built, names = _tracer_provider(env, (), None, None, require_exporter=True)
-                if built is not None:
-                    from opentelemetry import trace
+                from opentelemetry import trace
 
-                    trace.set_tracer_provider(built)
-                    _CONFIGURED["traces"] = ", ".join(names)
-                    log.info("steer: no tracer provider was configured; exporting traces to %s", _CONFIGURED["traces"])
+                _install("traces", "tracer", _tracer_provider(env, (), None, None, require_exporter=True),
+                         trace.set_tracer_provider)
             if meter_provider is None and _CONFIGURED["metrics"] is None and not metrics_configured():
-                built, names = _meter_provider(env, (), None, None, require_exporter=True)
-                if built is not None:
-                    from opentelemetry import metrics
+                from opentelemetry import metrics
 
-                    metrics.set_meter_provider(built)
-                    _CONFIGURED["metrics"] = ", ".join(names)
-                    log.info("steer: no meter provider was configured; exporting metrics to %s", _CONFIGURED["metrics"])
+                _install("metrics", "meter", _meter_provider(env, (), None, None, require_exporter=True),
+                         metrics.set_meter_provider)
         except Exception as exc:  # a broken exporter package must not break instrument()
             log.warning("steer: could not set up the OpenTelemetry SDK from the environment: %s", exc)
     return tracer_provider, meter_provider
+
+
+def _install(signal: str, kind: str, built: Tuple[Any, List[str]], set_global: Callable[[Any], Any]) -> None:
+    """Makes the provider steer built from the environment (if any) the global one, and remembers where it
+    exports."""
+    provider, names = built
+    if provider is None:
+        return
+    set_global(provider)
+    _CONFIGURED[signal] = ", ".join(names)
+    what = "events" if signal == "logs" else signal
+    log.info("steer: no %s provider was configured; exporting %s to %s", kind, what, _CONFIGURED[signal])
 
 
 def resolve_logger_provider(logger_provider: Any = None) -> Any:
@@ -79,13 +85,9 @@ def resolve_logger_provider(logger_provider: Any = None) -> Any:
     with _LOCK:
         try:
             if _CONFIGURED["logs"] is None and not logging_configured():
-                built, names = _logger_provider(os.environ, None)
-                if built is not None:
-                    from opentelemetry import _logs
+                from opentelemetry import _logs
 
-                    _logs.set_logger_provider(built)
-                    _CONFIGURED["logs"] = ", ".join(names)
-                    log.info("steer: no logger provider was configured; exporting events to %s", _CONFIGURED["logs"])
+                _install("logs", "logger", _logger_provider(os.environ, None), _logs.set_logger_provider)
         except Exception as exc:  # a broken exporter package must not break instrument()
             log.warning("steer: could not set up OpenTelemetry logs from the environment: %s", exc)
     return None
@@ -100,9 +102,7 @@ def logging_configured() -> bool:
 
 
 def _logger_provider(env: Mapping[str, str], otlp_endpoint: Optional[str]) -> Tuple[Any, List[str]]:
-    exporters = _exporters("logs", env)
-    if otlp_endpoint:
-        exporters.append(("otlp (http/protobuf)", _explicit_otlp("logs", otlp_endpoint)))
+    exporters = _exporters("logs", env, otlp_endpoint)
     if not exporters:
         return None, []
     from opentelemetry.sdk._logs import LoggerProvider
@@ -157,9 +157,7 @@ def build_tracer_provider(
 
 def _tracer_provider(env: Mapping[str, str], extra_processors: Sequence[Any], otlp_endpoint: Optional[str],
                      resource_attributes: Optional[Mapping[str, Any]], *, require_exporter: bool) -> Tuple[Any, List[str]]:
-    exporters = _exporters("traces", env)
-    if otlp_endpoint:
-        exporters.append(("otlp (http/protobuf)", _explicit_otlp("traces", otlp_endpoint)))
+    exporters = _exporters("traces", env, otlp_endpoint)
     if require_exporter and not exporters and not extra_processors:
         return None, []
     from opentelemetry.sdk.resources import Resource
@@ -176,6 +174,8 @@ def _tracer_provider(env: Mapping[str, str], extra_processors: Sequence[Any], ot
     return provider, [name for name, _ in exporters]
 
 
+# build_tracer_provider's shape on purpose (must stay): one public builder per signal, each with its SDK's
+# own classes (processors vs readers).
 def build_meter_provider(
     extra_readers: Sequence[Any] = (),
     *,
@@ -198,9 +198,7 @@ def _meter_provider(env: Mapping[str, str], extra_readers: Sequence[Any], otlp_e
     from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
-    exporters = _exporters("metrics", env)
-    if otlp_endpoint:
-        exporters.append(("otlp (http/protobuf)", _explicit_otlp("metrics", otlp_endpoint)))
+    exporters = _exporters("metrics", env, otlp_endpoint)
     if require_exporter and not exporters and not extra_readers:
         return None, []
     readers: List[Any] = [e if isinstance(e, MetricReader) else PeriodicExportingMetricReader(e) for _, e in exporters]
@@ -233,8 +231,9 @@ def otlp_protocol(signal: str, env: Optional[Mapping[str, str]] = None) -> str:
     return raw
 
 
-def _exporters(signal: str, env: Mapping[str, str]) -> List[Tuple[str, Any]]:
-    """(description, exporter or reader instance) for each name the environment lists.
+def _exporters(signal: str, env: Mapping[str, str], otlp_endpoint: Optional[str] = None) -> List[Tuple[str, Any]]:
+    """(description, exporter or reader instance) for each name the environment lists, and an OTLP/HTTP
+    exporter to ``otlp_endpoint`` when one is given.
 
     Names resolve through the same entry points the OpenTelemetry SDK's auto-configuration uses
     (``opentelemetry_traces_exporter`` / ``opentelemetry_metrics_exporter``), so any installed
@@ -255,6 +254,8 @@ def _exporters(signal: str, env: Mapping[str, str]) -> List[Tuple[str, Any]]:
             out.append((label, cls()))
         except Exception as exc:
             log.warning("steer: the %s exporter %r failed to start: %s", signal, name, exc)
+    if otlp_endpoint:
+        out.append(("otlp (http/protobuf)", _explicit_otlp(signal, otlp_endpoint)))
     return out
 
 

@@ -21,11 +21,11 @@ counts are cumulative), as in the SDK's own accumulator.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Mapping, Optional
 
 from steer.call import CallInfo
-from steer.providers.base import Assembly, function_tool, given, make_usage, other_tool, output_type, text_only
+from steer.providers.base import (Assembly, function_tool, given, make_usage, message_parts, other_tool, output_type,
+                                  server_of, text_only)
 
 PROVIDER = "anthropic"
 API = "anthropic.messages"
@@ -41,15 +41,7 @@ _BLOCK_KINDS = {
 }
 
 
-def endpoint(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
-    """(server.address, server.port) from a client's base URL (``httpx2.URL`` or a string)."""
-    try:
-        parts = urlsplit(str(base_url))
-        host = (parts.hostname or "").lower() or None
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    except (ValueError, TypeError):
-        return None, None
-    return host, port
+endpoint = server_of  # (server.address, server.port) of a client's base URL (``httpx2.URL`` or a string)
 
 
 def clean_body(body: Any, extra: Any = None) -> Dict[str, Any]:
@@ -304,21 +296,17 @@ def tool_definitions(request: Mapping[str, Any]) -> List[Dict[str, Any]]:
 
 
 def _parts(content: Any) -> List[Dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}]
-    parts: List[Dict[str, Any]] = []
-    for block in content or ():
-        if not isinstance(block, Mapping):
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "content": block.get("text", "")})
-        elif kind == "tool_use":
-            parts.append({"type": "tool_call", "id": block.get("id"), "name": block.get("name"), "arguments": block.get("input")})
-        elif kind == "tool_result":
-            parts.append({"type": "tool_call_response", "id": block.get("tool_use_id"), "response": block.get("content")})
-        elif kind == "thinking":
-            parts.append({"type": "reasoning", "content": block.get("thinking", "")})
-        else:
-            parts.append({"type": str(kind or "unknown")})  # media & co.: the type only, never the bytes
-    return parts
+    return message_parts(content, _block_part)
+
+
+def _block_part(block: Mapping[str, Any]) -> Dict[str, Any]:
+    kind = block.get("type")
+    if kind == "text":
+        return {"type": "text", "content": block.get("text", "")}
+    if kind == "tool_use":
+        return {"type": "tool_call", "id": block.get("id"), "name": block.get("name"), "arguments": block.get("input")}
+    if kind == "tool_result":
+        return {"type": "tool_call_response", "id": block.get("tool_use_id"), "response": block.get("content")}
+    if kind == "thinking":
+        return {"type": "reasoning", "content": block.get("thinking", "")}
+    return {"type": str(kind or "unknown")}  # media & co.: the type only, never the bytes

@@ -8,7 +8,8 @@ names, so the sync and async shells, the SDK path and the raw-bytes path all sha
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
+from urllib.parse import urlsplit
 
 from steer.events import ToolCall, Usage
 
@@ -240,6 +241,7 @@ class Assembly:
         if self.deltas is not None:
             self.deltas.append(("reasoning", s, choice, None, None, None))
 
+    # add_reasoning's steps on purpose (must stay): per-chunk, kept inline rather than a call per chunk.
     def add_refusal(self, choice: int, s: str) -> None:
         if not s:
             return
@@ -379,6 +381,14 @@ def other_tool(kind: Any, name: Any = None) -> Dict[str, Any]:
     return {"type": kind, "name": name if isinstance(name, str) and name else kind}
 
 
+def message_parts(content: Any, block_part: Callable[[Mapping[str, Any]], Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A message's content as GenAI parts: a string is one text part, each mapping of a list of blocks
+    becomes ``block_part(block)`` (anything else in the list is skipped)."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    return [block_part(block) for block in content or () if isinstance(block, Mapping)]
+
+
 def text_only(parts: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """System instructions hold text parts only (gen-ai-system-instructions.json)."""
     return [p for p in parts if p.get("type") == "text"]
@@ -416,3 +426,15 @@ def make_usage(
 
 
 __all__ = ["Assembly", "AttrView", "Decoder", "ToolCall", "field_of", "make_usage", "normalise_finish_reason", "view"]
+
+
+def server_of(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
+    """(server.address, server.port) from a client's base URL (a URL object or a string); the port
+    defaults to the scheme's. (None, None) when the URL does not parse."""
+    try:
+        parts = urlsplit(str(base_url))
+        host = (parts.hostname or "").lower() or None
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    except (ValueError, TypeError):
+        return None, None
+    return host, port

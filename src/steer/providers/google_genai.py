@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from enum import Enum
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, AttrView, function_tool, make_usage, other_tool, output_type, text_only
+from steer.providers.base import (Assembly, AttrView, function_tool, make_usage, other_tool, output_type, server_of,
+                                  text_only)
 
 # Gemini finish reasons the shared table leaves out. STOP, MAX_TOKENS, SAFETY, RECITATION, BLOCKLIST,
 # PROHIBITED_CONTENT, SPII, IMAGE_SAFETY and MALFORMED_FUNCTION_CALL are normalised in base.py;
@@ -43,13 +43,8 @@ def provider_name(vertexai: bool) -> str:
 
 
 def server_from_url(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
-    """(server.address, server.port) from the client's base URL."""
-    try:
-        parts = urlsplit(str(base_url))
-        host = (parts.hostname or "").lower() or None
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    except (ValueError, TypeError):
-        return None, None
+    """(server.address, server.port) from the client's base URL; no port without a host."""
+    host, port = server_of(base_url)
     return host, (port if host else None)
 
 

@@ -8,11 +8,11 @@ conversion. Provider extensions (``x_groq``, ``reasoning_content``) are read fro
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import Assembly, field_of, function_tool, given, make_usage, other_tool, output_type
+from steer.providers.base import (Assembly, field_of, function_tool, given, make_usage, message_parts, other_tool,
+                                  output_type, server_of)
 
 # Host suffix -> gen_ai.provider.name. Decided from the client's base URL, never assumed.
 _HOSTS: Tuple[Tuple[str, str], ...] = (
@@ -35,16 +35,19 @@ _HOSTS: Tuple[Tuple[str, str], ...] = (
 
 def provider_from_url(base_url: Any, default: str = "openai") -> Tuple[str, Optional[str], Optional[int]]:
     """(provider name, server.address, server.port) from a client's base URL."""
-    try:
-        parts = urlsplit(str(base_url))
-        host = (parts.hostname or "").lower()
-        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
-    except (ValueError, TypeError):
-        return default, None, None
+    host, port = server_of(base_url)
     for suffix, name in _HOSTS:
-        if host == suffix.lstrip(".") or host.endswith(suffix):
-            return name, host or None, port
-    return default, host or None, port
+        if host and (host == suffix.lstrip(".") or host.endswith(suffix)):
+            return name, host, port
+    return default, host, port
+
+
+def _extra_reasoning(asm: Assembly, index: int, extra: Mapping[str, Any]) -> None:
+    """Reasoning in fields the SDK does not model: DeepSeek/xAI ``reasoning_content``, OpenRouter/Groq
+    ``reasoning``."""
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+    if isinstance(reasoning, str):
+        asm.add_reasoning(index, reasoning)
 
 
 def _stop_list(stop: Any) -> Optional[List[str]]:
@@ -155,10 +158,7 @@ class ChatDecoder:
                         asm.add_refusal(index, delta.refusal)
                     extra = delta.__pydantic_extra__
                     if extra:
-                        # DeepSeek/xAI: reasoning_content; OpenRouter/Groq: reasoning.
-                        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-                        if isinstance(reasoning, str):
-                            asm.add_reasoning(index, reasoning)
+                        _extra_reasoning(asm, index, extra)
                 if choice.finish_reason:
                     asm.set_finish(index, choice.finish_reason)
         usage = chunk.usage
@@ -187,9 +187,7 @@ class ChatDecoder:
                     asm.tool_fragment(index, position, call.id, getattr(fn, "name", None), getattr(fn, "arguments", None))
                 extra = message.__pydantic_extra__
                 if extra:
-                    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-                    if isinstance(reasoning, str):
-                        asm.add_reasoning(index, reasoning)
+                    _extra_reasoning(asm, index, extra)
             if choice.finish_reason:
                 asm.set_finish(index, choice.finish_reason)
         if resp.usage is not None:
@@ -277,12 +275,10 @@ def tool_definitions(request: Optional[Mapping[str, Any]]) -> List[Dict[str, Any
 
 
 def _content_parts(content: Any) -> List[Dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}]
-    parts: List[Dict[str, Any]] = []
-    for item in content or ():
-        if isinstance(item, Mapping) and item.get("type") == "text":
-            parts.append({"type": "text", "content": item.get("text", "")})
-        elif isinstance(item, Mapping):
-            parts.append({"type": str(item.get("type", "unknown"))})  # media: type only, never the bytes
-    return parts
+    return message_parts(content, _item_part)
+
+
+def _item_part(item: Mapping[str, Any]) -> Dict[str, Any]:
+    if item.get("type") == "text":
+        return {"type": "text", "content": item.get("text", "")}
+    return {"type": str(item.get("type", "unknown"))}  # media: type only, never the bytes

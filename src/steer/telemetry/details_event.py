@@ -52,10 +52,9 @@ def _response_attributes(outcome: Outcome) -> Dict[str, Any]:
     attrs = response_attributes(outcome)
     usage = outcome.usage
     if usage.source == "reported":
-        if usage.input_tokens is not None:
-            attrs[sc.USAGE_INPUT_TOKENS] = usage.input_tokens
-        if usage.output_tokens is not None:
-            attrs[sc.USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        for key, value in ((sc.USAGE_INPUT_TOKENS, usage.input_tokens), (sc.USAGE_OUTPUT_TOKENS, usage.output_tokens)):
+            if value is not None:
+                attrs[key] = value
     if outcome.error_type:
         attrs[sc.ERROR_TYPE] = outcome.error_type
     return attrs

@@ -34,6 +34,8 @@ def _span_context(session: Session) -> Any:
         return None
 
 
+# The chunk and close steps repeat proxies.SyncStreamProxy's on purpose (must stay): they are on the per-chunk
+# path, where a shared helper would cost a call per chunk; what they share lives in pipeline.Session.
 class SyncGeneratorProxy(wrapt.ObjectProxy):
     """Wraps a generator; ``isinstance(proxy, types.GeneratorType)`` still holds."""
 
@@ -181,6 +183,8 @@ def _observe(session: Session, result: Any, proxy: type, protocol: str) -> Any:
     return result
 
 
+# The per-call shell of calls.sync_wrapper and httpx_hooks.sync_send on purpose (must stay): each wraps a
+# different result (a generator here, a response there) on the per-call path, kept inline.
 def generator_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any]:
     """For a method that returns a generator: the Session opens at the call (t0), the request goes
     out on the first ``next()``, under the proxy."""

@@ -16,7 +16,7 @@ from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import google_genai as provider
 from steer.wrapping.generator_proxies import async_generator_wrapper, generator_wrapper
-from steer.wrapping.specs import ApiSpec, Target
+from steer.wrapping.specs import ApiSpec, Target, sync_and_async
 
 
 def _base_url(api_client: Any, kwargs: dict) -> Any:
@@ -57,6 +57,5 @@ TARGETS: List[Target] = [
            wrapper_factory=generator_wrapper),
     Target("google_genai", _MODULE, "AsyncModels", "generate_content_stream", STREAM, is_async=True,
            wrapper_factory=async_generator_wrapper),
-    Target("google_genai", _MODULE, "Models", "generate_content", UNARY, is_async=False),
-    Target("google_genai", _MODULE, "AsyncModels", "generate_content", UNARY, is_async=True),
+    *sync_and_async("google_genai", _MODULE, "Models", "generate_content", UNARY),
 ]

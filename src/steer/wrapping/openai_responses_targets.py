@@ -25,7 +25,7 @@ from steer.providers import openai as openai_urls
 from steer.providers import openai_responses as provider
 from steer.wrapping.ends import closing_end
 from steer.wrapping.proxies import AsyncStreamProxy, SyncStreamProxy
-from steer.wrapping.specs import ApiSpec, Target, client_base_url, parsed_per_base_url
+from steer.wrapping.specs import ApiSpec, Target, client_base_url, parsed_per_base_url, sync_and_async
 
 _provider_from_url = parsed_per_base_url(openai_urls.provider_from_url)
 
@@ -89,11 +89,9 @@ _MODULE = "openai.resources.responses.responses"
 _HELPER = "openai.lib.streaming.responses._responses"
 
 TARGETS: List[Target] = [
-    Target("openai", _MODULE, "Responses", "create", RESPONSES, is_async=False),
-    Target("openai", _MODULE, "AsyncResponses", "create", RESPONSES, is_async=True),
+    *sync_and_async("openai", _MODULE, "Responses", "create", RESPONSES),
     # parse() posts directly (not through create): patched on its own.
-    Target("openai", _MODULE, "Responses", "parse", RESPONSES_PARSE, is_async=False),
-    Target("openai", _MODULE, "AsyncResponses", "parse", RESPONSES_PARSE, is_async=True),
+    *sync_and_async("openai", _MODULE, "Responses", "parse", RESPONSES_PARSE),
     Target("openai", _HELPER, "ResponseStream", "close", RESPONSES, is_async=False, wrapper_factory=helper_close_sync),
     Target("openai", _HELPER, "AsyncResponseStream", "close", RESPONSES, is_async=True, wrapper_factory=helper_close_async),
 ]

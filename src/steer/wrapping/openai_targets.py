@@ -19,7 +19,7 @@ from steer.call import CallInfo
 from steer.config import Settings
 from steer.providers import openai as provider
 from steer.wrapping.openai_responses_targets import helper_close_async, helper_close_sync, openai_endpoint
-from steer.wrapping.specs import ApiSpec, Target
+from steer.wrapping.specs import ApiSpec, Target, sync_and_async
 
 
 def _chat(instance: Any, args: tuple, kwargs: dict, settings: Settings) -> CallInfo:
@@ -41,13 +41,10 @@ _COMPLETIONS_MODULE = "openai.resources.completions"
 _CHAT_HELPER = "openai.lib.streaming.chat._completions"
 
 TARGETS: List[Target] = [
-    Target("openai", _CHAT_MODULE, "Completions", "create", CHAT, is_async=False),
-    Target("openai", _CHAT_MODULE, "AsyncCompletions", "create", CHAT, is_async=True),
+    *sync_and_async("openai", _CHAT_MODULE, "Completions", "create", CHAT),
     # parse() posts directly (not through create): patched on its own, never streaming.
-    Target("openai", _CHAT_MODULE, "Completions", "parse", CHAT, is_async=False),
-    Target("openai", _CHAT_MODULE, "AsyncCompletions", "parse", CHAT, is_async=True),
-    Target("openai", _COMPLETIONS_MODULE, "Completions", "create", COMPLETIONS, is_async=False),
-    Target("openai", _COMPLETIONS_MODULE, "AsyncCompletions", "create", COMPLETIONS, is_async=True),
+    *sync_and_async("openai", _CHAT_MODULE, "Completions", "parse", CHAT),
+    *sync_and_async("openai", _COMPLETIONS_MODULE, "Completions", "create", COMPLETIONS),
     Target("openai", _CHAT_HELPER, "ChatCompletionStream", "close", CHAT, is_async=False, wrapper_factory=helper_close_sync),
     Target("openai", _CHAT_HELPER, "AsyncChatCompletionStream", "close", CHAT, is_async=True,
            wrapper_factory=helper_close_async),

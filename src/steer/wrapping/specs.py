@@ -7,7 +7,7 @@ An ``ApiSpec`` says how to describe a call (``call_info``) and how to decode wha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from steer.call import CallInfo
 from steer.config import Settings
@@ -36,6 +36,12 @@ class Target:
 
     def enabled(self, providers: Tuple[str, ...]) -> bool:
         return self.provider_group in providers or any(group in providers for group in self.also_for)
+
+
+def sync_and_async(provider_group: str, module: str, owner: str, attribute: str, spec: ApiSpec) -> List[Target]:
+    """The target on ``owner`` and on its async twin ``Async<owner>`` (the SDKs' own naming)."""
+    return [Target(provider_group, module, owner, attribute, spec, is_async=False),
+            Target(provider_group, module, "Async" + owner, attribute, spec, is_async=True)]
 
 
 def client_base_url(instance: Any) -> Any:

@@ -13,7 +13,7 @@ import random
 from typing import Any, Optional
 
 from .fake_model import Answer, ToolSpec, answer, fragments, ident, word
-from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery
+from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery, text_of
 
 # (error type, message) per status; 529 is Anthropic's "overloaded".
 _ERRORS = {
@@ -31,21 +31,11 @@ _ERRORS = {
 _TOOL_PREAMBLE = "I'll check the weather for you."
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-    return ""
-
-
 class Messages(WireFormat):
     overloaded_status = 529
     content_event = "content_block_delta"
     def __init__(self, body: dict[str, Any], knobs: Knobs, salt: int) -> None:
-        self.body, self.knobs = body, knobs
-        self.model = str(body.get("model") or "claude-sonnet-4-5")
-        self.stream_requested = bool(body.get("stream"))
+        super().__init__(body, knobs, str(body.get("model") or "claude-sonnet-4-5"), bool(body.get("stream")))
         self.id = ident("msg_01", knobs.seed, salt, 22)
         self.request_id = ident("req_011", knobs.seed, salt, 21)
         self.headers = [("request-id", self.request_id), ("anthropic-organization-id", "steer-devserver")]
@@ -55,7 +45,7 @@ class Messages(WireFormat):
 
     def _answer(self) -> Answer:
         b = self.body
-        users = [_text_of(m.get("content")) for m in b.get("messages") or []
+        users = [text_of(m.get("content")) for m in b.get("messages") or []
                  if isinstance(m, dict) and m.get("role") == "user"]
         tools = [ToolSpec(str(t.get("name")), t.get("input_schema") or {})
                  for t in b.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
@@ -63,7 +53,7 @@ class Messages(WireFormat):
         return answer(users[-1] if users else "", self.knobs, tools=tools,
                       json_mode=fmt.get("type") == "json_schema", json_schema=fmt.get("schema"),
                       max_tokens=b.get("max_tokens"),
-                      context=" ".join(users[:-1] + [_text_of(b.get("system"))]))
+                      context=" ".join(users[:-1] + [text_of(b.get("system"))]))
 
     def frame(self, data: Any, event: Optional[str] = None) -> bytes:
         text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))

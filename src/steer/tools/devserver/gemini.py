@@ -47,8 +47,8 @@ class Gemini(WireFormat):
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, salt: int, *, model: str,
                  stream: bool, sse: bool) -> None:
-        self.body, self.knobs, self.model = body, knobs, model
-        self.stream_requested, self.sse_mode = stream, sse
+        super().__init__(body, knobs, model, stream)
+        self.sse_mode = sse
         self.response_id = ident("", knobs.seed, salt, 23)
         self.answer = self._answer()
 

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from .fake_model import Answer, ToolSpec, answer, ident, padding, word
-from .openai_wire import openai_error
-from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery
+from .openai_wire import openai_error, openai_headers
+from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery, text_of
 
 
 def _input_text(value: Any) -> list[str]:
@@ -25,10 +25,8 @@ def _input_text(value: Any) -> list[str]:
         if not isinstance(item, dict) or item.get("role") not in ("user", None):
             continue
         content = item.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.append(" ".join(str(p.get("text", "")) for p in content if isinstance(p, dict)))
+        if isinstance(content, (str, list)):
+            texts.append(text_of(content))
     return texts
 
 
@@ -36,14 +34,11 @@ class Responses(WireFormat):
     content_event = "response.output_text.delta"
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, salt: int) -> None:
-        self.body, self.knobs = body, knobs
-        self.model = str(body.get("model") or "gpt-4o-mini")
-        self.stream_requested = bool(body.get("stream"))
+        super().__init__(body, knobs, str(body.get("model") or "gpt-4o-mini"), bool(body.get("stream")))
         self.id = ident("resp_", knobs.seed, salt, 48)
         self.call_id = ident("call_", knobs.seed, salt, 24)
         self.created = int(time.time())
-        self.headers = [("x-request-id", ident("req_", knobs.seed, salt, 32)),
-                        ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
+        self.headers = openai_headers(knobs, salt)
         self.format = ((body.get("text") or {}).get("format")) or {"type": "text"}
         self.answer = self._answer()
         self.item_id = ident("fc_" if self.answer.tool else "msg_", knobs.seed, salt + 1, 48)

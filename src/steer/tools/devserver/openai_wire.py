@@ -12,7 +12,7 @@ import time
 from typing import Any, Optional
 
 from .fake_model import Answer, ToolSpec, answer, ident, padding, word
-from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery
+from .plan import Delivery, Knobs, StreamPlan, WireFormat, generation_time, json_delivery, text_of
 
 _SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
@@ -39,27 +39,20 @@ def openai_error(status: int, model: str) -> dict[str, Any]:
     return {"error": {"message": message.format(model=model), "type": kind, "param": param, "code": code}}
 
 
-def _text_of(content: Any) -> str:
-    """Message content is a string or a list of typed parts; keep the text parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+def openai_headers(knobs: Knobs, salt: int) -> list[tuple[str, str]]:
+    return [("x-request-id", ident("req_", knobs.seed, salt, 32)), ("openai-processing-ms", "1"),
+            ("openai-version", "2020-10-01")]
 
 
 class _OpenAIBase(WireFormat):
     prefix = "chatcmpl-"
 
     def __init__(self, body: dict[str, Any], knobs: Knobs, salt: int) -> None:
-        self.body, self.knobs = body, knobs
-        self.model = str(body.get("model") or "gpt-4o-mini")
-        self.stream_requested = bool(body.get("stream"))
+        super().__init__(body, knobs, str(body.get("model") or "gpt-4o-mini"), bool(body.get("stream")))
         self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self.id = ident(self.prefix, knobs.seed, salt, 29)
         self.created = int(time.time())
-        self.headers = [("x-request-id", ident("req_", knobs.seed, salt, 32)),
-                        ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
+        self.headers = openai_headers(knobs, salt)
         self.answer = self._answer()
 
     def _answer(self) -> Answer:
@@ -99,8 +92,8 @@ class ChatCompletions(_OpenAIBase):
 
     def _answer(self) -> Answer:
         messages = [m for m in self.body.get("messages") or [] if isinstance(m, dict)]
-        users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
-        others = [_text_of(m.get("content")) for m in messages if m.get("role") != "user"]
+        users = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+        others = [text_of(m.get("content")) for m in messages if m.get("role") != "user"]
         tools = [ToolSpec(t["function"]["name"], t["function"].get("parameters") or {})
                  for t in self.body.get("tools") or []
                  if isinstance(t, dict) and isinstance(t.get("function"), dict)]

@@ -124,6 +124,15 @@ def json_delivery(status: int, obj: Any, headers: Optional[list[tuple[str, str]]
                     chunked=False, headers=list(headers or []), content_length=len(body))
 
 
+def text_of(content: Any) -> str:
+    """Message content is a string or a list of typed parts; keep the text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
 class WireFormat:
     """One provider API: renders a fake answer as frames and errors as that API's bodies.
 
@@ -135,6 +144,9 @@ class WireFormat:
     stream_requested = False
     overloaded_status = 500  # what `error_event` becomes for a non-streaming request
     content_event: Optional[str] = None  # SSE event name of content frames, where the API names them
+
+    def __init__(self, body: dict[str, Any], knobs: Knobs, model: str, stream: bool) -> None:
+        self.body, self.knobs, self.model, self.stream_requested = body, knobs, model, stream
 
     def frame(self, data: Any, event: Optional[str] = None) -> bytes:
         return sse(data, event, eol=self.eol)
