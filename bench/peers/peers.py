@@ -432,7 +432,7 @@ def main(argv=None) -> int:
         return 0
     if a.list:
         for n, spec in CONTENDERS.items():
-            print(f"{n:<16}{spec.description}")
+            print(f"{n:<22}{spec.description}")
         return 0
     if a.quick:
         a.chunks, a.streams, a.rounds, a.warmup, a.leak_streams = 200, 10, 2, 2, 200
