@@ -235,8 +235,15 @@ class PhoenixServer:
                 break
         return out
 
-    def project_url(self, project: str = DEFAULT_PROJECT) -> str:
+    def project_url(self, project: str = DEFAULT_PROJECT, wait: float = 0.0) -> str:
+        """The project's UI page (the server's root while the project does not exist). Phoenix creates a
+        project when it has ingested its first span, some time after the export returned: ``wait`` seconds
+        are given for that right after sending."""
+        deadline = time.monotonic() + wait
         pid = self.project_id(project)
+        while pid is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pid = self.project_id(project)
         return f"{self.url}/projects/{pid}" if pid else self.url
 
     def trace_url(self, project: str, trace_id: str, span_node_id: Optional[str] = None) -> str:

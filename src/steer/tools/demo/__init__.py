@@ -167,7 +167,7 @@ def run_demo(otlp: Optional[str] = None, phoenix: bool = False, rounds: int = 1,
             phoenix_handle.cleanup()
     if phoenix_handle is not None:
         print(f"\nSent the traces (not the metrics: Phoenix takes traces only) to Phoenix, project {DEMO_PROJECT!r}:"
-              f"\n  {phoenix_handle.project_url(DEMO_PROJECT)}\nCtrl-C stops Phoenix.", file=out)
+              f"\n  {phoenix_handle.project_url(DEMO_PROJECT, wait=15)}\nCtrl-C stops Phoenix.", file=out)
         out.flush()
         phoenix_handle.wait()
     elif endpoint:
