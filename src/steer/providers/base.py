@@ -109,13 +109,20 @@ def output_type(json_output: bool, modalities: Any = None) -> str:
     API's default)."""
     if json_output:
         return "json"
-    if given(modalities) and isinstance(modalities, (list, tuple)):
-        names = {str(getattr(m, "value", m)).lower() for m in modalities}
-        if "image" in names:
-            return "image"
-        if "audio" in names:
-            return "speech"
+    names = modality_names(modalities)
+    if "image" in names:
+        return "image"
+    if "audio" in names:
+        return "speech"
     return "text"
+
+
+def modality_names(modalities: Any) -> set:
+    """The requested output modalities as lower-case names (strings or the SDKs' enums); empty when none
+    were given."""
+    if not (given(modalities) and isinstance(modalities, (list, tuple))):
+        return set()
+    return {str(getattr(m, "value", m)).lower() for m in modalities}
 
 
 # Why a wire value was left out (the steer.decode.reason values; telemetry adds its own).
@@ -425,9 +432,6 @@ def make_usage(
     )
 
 
-__all__ = ["Assembly", "AttrView", "Decoder", "ToolCall", "field_of", "make_usage", "normalise_finish_reason", "view"]
-
-
 def server_of(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
     """(server.address, server.port) from a client's base URL (a URL object or a string); the port
     defaults to the scheme's. (None, None) when the URL does not parse."""
@@ -438,3 +442,6 @@ def server_of(base_url: Any) -> Tuple[Optional[str], Optional[int]]:
     except (ValueError, TypeError):
         return None, None
     return host, port
+
+
+__all__ = ["Assembly", "AttrView", "Decoder", "ToolCall", "field_of", "make_usage", "normalise_finish_reason", "view"]

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from steer.call import CallInfo
 from steer.events import Usage
-from steer.providers.base import (Assembly, AttrView, function_tool, make_usage, other_tool, output_type, server_of,
-                                  text_only)
+from steer.providers.base import (Assembly, AttrView, function_tool, make_usage, modality_names, other_tool, output_type,
+                                  server_of, text_only)
 
 # Gemini finish reasons the shared table leaves out. STOP, MAX_TOKENS, SAFETY, RECITATION, BLOCKLIST,
 # PROHIBITED_CONTENT, SPII, IMAGE_SAFETY and MALFORMED_FUNCTION_CALL are normalised in base.py;
@@ -104,8 +104,7 @@ def call_info(kwargs: Mapping[str, Any], *, provider: str, address: Optional[str
         params["choice_count"] = count
     modalities = _cfg(config, "response_modalities")
     params["output_type"] = output_type(json_output, modalities)
-    if json_output or (isinstance(modalities, (list, tuple)) and modalities
-                       and all(str(getattr(m, "value", m)).upper() == "TEXT" for m in modalities)):
+    if json_output or modality_names(modalities) == {"text"}:
         params["output_modality"] = "text"  # a model's default modalities may include images: only when asked
     return CallInfo(
         provider=provider, api=api, operation="generate_content",

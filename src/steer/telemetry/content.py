@@ -51,16 +51,9 @@ def _int64_or_text(digits: str) -> Any:
 def prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], droppable: bool) -> Tuple[Any, str]:
     """``(structure, JSON text)`` of one content attribute, exportable (no lone surrogate: U+FFFD);
     ``structure`` is None when it is not JSON any more (a redaction hook that returned something else:
-    then the text is cut as plain text)."""
-    structure, text = _prepare(value, cap, redact, droppable)
-    if not text_ok(text):  # the redaction hook's own output
-        text = repaired(text)
-        structure = None if structure is None else json.loads(text)
-    return structure, text
+    then the text is cut as plain text).
 
-
-def _prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], droppable: bool) -> Tuple[Any, str]:
-    """``droppable``: whole messages may go, oldest first, when cutting strings is not enough (input
+    ``droppable``: whole messages may go, oldest first, when cutting strings is not enough (input
     messages, system instructions, tool definitions); never for output messages.
     """
     text = dumps(value)
@@ -72,6 +65,8 @@ def _prepare(value: Any, cap: int, redact: Optional[Callable[[str], str]], dropp
             text = str(redact(text))
         except Exception:
             return None, WITHHELD  # never leak unredacted content
+        if not text_ok(text):  # the redaction hook's own output (cutting code points makes no new surrogate)
+            text = repaired(text)
         if len(text) <= cap:
             return _parsed(text), text
         value = _parsed(text)

@@ -13,7 +13,7 @@ being collected (``abandoned``). httpx closes nothing from its iterators: no pat
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from steer.pipeline import Runtime
 from steer.wrapping.ends import closing_end
@@ -29,19 +29,26 @@ def _by_its_iterator(frame: Any, response: Any) -> bool:
     return frame is not None and frame.f_code in (getattr(cls.iter_raw, "__code__", None), getattr(cls.aiter_raw, "__code__", None))
 
 
+def _callers_close(instance: Any, frame: Any) -> Optional[Tuple[_Tee, str]]:
+    """The tee and the end a close decides when it is the caller's; None for a response steer does not
+    watch, or for httpx2's own close of a dropped iterator (then the tee is only marked ``released``)."""
+    tee = instance.__dict__.get("stream")
+    if not isinstance(tee, _Tee):
+        return None
+    if _by_its_iterator(frame, instance):
+        tee.released = True
+        return None
+    return tee, closing_end()
+
+
 def sync_response_close(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        tee = instance.__dict__.get("stream")
-        if not isinstance(tee, _Tee):
-            return wrapped(*args, **kwargs)
-        if _by_its_iterator(sys._getframe(1), instance):
-            tee.released = True
-            return wrapped(*args, **kwargs)
-        end = closing_end()
+        decided = _callers_close(instance, sys._getframe(1))
         try:
             return wrapped(*args, **kwargs)
         finally:
-            tee.closed_by_caller(end)  # no-op when the close reached the tee (it ended the call itself)
+            if decided is not None:
+                decided[0].closed_by_caller(decided[1])  # no-op when the close reached the tee (it ended the call)
 
     return wrapper
 
@@ -49,17 +56,12 @@ def sync_response_close(spec: Any, get_runtime: Callable[[], Optional[Runtime]])
 # Twin of sync_response_close (must stay): the same steps around `await`.
 def async_response_close(spec: Any, get_runtime: Callable[[], Optional[Runtime]]) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-        tee = instance.__dict__.get("stream")
-        if not isinstance(tee, _Tee):
-            return await wrapped(*args, **kwargs)
-        if _by_its_iterator(sys._getframe(1), instance):
-            tee.released = True
-            return await wrapped(*args, **kwargs)
-        end = closing_end()
+        decided = _callers_close(instance, sys._getframe(1))
         try:
             return await wrapped(*args, **kwargs)
         finally:
-            tee.closed_by_caller(end)
+            if decided is not None:
+                decided[0].closed_by_caller(decided[1])
 
     return wrapper
 
