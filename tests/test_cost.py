@@ -106,6 +106,60 @@ def test_an_unknown_model_gets_no_cost_and_is_counted(server: DevServer, instrum
     assert point.value == 2 and point.attributes["steer.usage.cost.unpriced"] == "unknown_model"
 
 
+def test_cost_counter_gives_delta_readers_each_calls_cost(server: DevServer) -> None:
+    """steer sums the cost itself and the SDK observes the sums at collection: a delta-temporality reader
+    (what OTLP backends such as Datadog ask for) still gets exactly the calls of each interval."""
+    from opentelemetry.sdk.metrics import MeterProvider, ObservableCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    reader = InMemoryMetricReader(preferred_temporality={ObservableCounter: AggregationTemporality.DELTA})
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    steer.instrument(tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0)
+
+        def interval(calls: int) -> float:
+            spans.clear()
+            for _ in range(calls):
+                stream(client, stream_options={"include_usage": True})
+            steer.flush(60)
+            (metric,) = [m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                         for m in sm.metrics if m.name == "steer.client.cost"]
+            assert metric.data.aggregation_temporality == AggregationTemporality.DELTA
+            assert sum(s.attributes["steer.usage.cost"] for s in spans.get_finished_spans()) > 0
+            return sum(p.value for p in metric.data.data_points) - sum(s.attributes["steer.usage.cost"] for s in spans.get_finished_spans())
+
+        assert interval(1) == pytest.approx(0, abs=1e-12)
+        assert interval(3) == pytest.approx(0, abs=1e-12)
+    finally:
+        steer.uninstrument()
+
+
+def test_one_series_per_attribute_set_whatever_their_order(server: DevServer, instrumented: Any) -> None:
+    """steer.context's metric attributes named in two orders are one attribute set: the counts steer keeps
+    for its observable instruments (cost, open streams) report one series holding both calls."""
+    telemetry = instrumented()
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0)
+    open_streams = []
+    for order in (["tenant", "tier"], ["tier", "tenant"]):
+        with steer.context(attributes={"tenant": "acme", "tier": "gold"}, metric_attributes=order):
+            stream(client, stream_options={"include_usage": True})
+            open_streams.append(client.chat.completions.create(model="gpt-4o", messages=USER, stream=True))
+    (active,) = [p for p in telemetry.metrics()["steer.client.streams.active"] if p.attributes.get("tenant") == "acme"]
+    assert active.value == 2
+    (point,) = cost_points(telemetry)
+    spans = telemetry.genai_spans()
+    assert point.value == pytest.approx(sum(s.attributes["steer.usage.cost"] for s in spans)) and len(spans) == 2
+    for s in open_streams:
+        s.close()
+    assert telemetry.active_streams() == 0
+
+
 def test_cost_off(server: DevServer, instrumented: Any) -> None:
     telemetry = instrumented(cost=False)
     stream(openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0), stream_options={"include_usage": True})

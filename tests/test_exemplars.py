@@ -15,8 +15,10 @@ import pytest
 
 from test_background_end import chat_kwargs, openai_client
 
-# Recorded from the synchronous call's context; the observable instruments have no context to give.
-OBSERVED = {"steer.client.streams.active", "steer.client.streams.stalled"}
+# The observable instruments (steer counts, the SDK observes at collection) have no context to give:
+# the open and stalled streams, and the per-call counters summed by steer (cost, JSON outputs).
+OBSERVED = {"steer.client.streams.active", "steer.client.streams.stalled", "steer.client.cost",
+            "steer.client.cost.unpriced", "steer.client.json.outputs", "steer.client.json.duplicates_dropped"}
 
 
 def exemplars_by_metric(telemetry: Any) -> Dict[str, List[Any]]:

@@ -52,7 +52,7 @@ class Instruments:
         )
         # Observed at collection from steer's own count: opening and ending a stream costs an integer
         # update, not two synchronous SDK points (~90k instructions each).
-        self.open_streams = open_streams_of(meter_provider)
+        self.open_streams = shared_of(meter_provider, (sc.METRIC_STREAMS_ACTIVE, conventions.schema_url), OpenStreams)
         self.active = meter.create_observable_up_down_counter(
             sc.METRIC_STREAMS_ACTIVE, callbacks=[self.open_streams.observe], unit="{stream}",
             description="Streams opened and not yet ended (leaked or hung streams stay up).",
@@ -61,15 +61,17 @@ class Instruments:
             sc.METRIC_USAGE_CONFIDENCE, unit="1", description="Confidence of each usage estimate (0..1), one point per estimated call.",
             explicit_bucket_boundaries_advisory=sc.CONFIDENCE_BUCKETS,
         )
-        self.json_outputs = meter.create_counter(
-            sc.METRIC_JSON_OUTPUTS, unit="{output}", description="JSON outputs checked (JSON mode / structured output), by steer.json.valid."
-        )
-        self.json_duplicates = meter.create_counter(
-            sc.METRIC_JSON_DUPLICATES_DROPPED, unit="{duplicate}", description="Repeated snapshots of already-assembled output that steer dropped."
-        )
-        self.cost = meter.create_counter(sc.METRIC_COST, unit="USD", description="Cost of calls from genai-prices' price data, by the source of its token counts.")
-        self.unpriced = meter.create_counter(
-            sc.METRIC_COST_UNPRICED, unit="{call}", description="Calls steer could not price, by reason (unknown_model, no_usage, no_price_data).")
+        # Counters of every call (cost) or of every JSON-mode call: summed by steer, observed by the SDK at
+        # collection (an integer/float update per call, not a synchronous SDK point of ~120k instructions).
+        # The same cumulative series a Counter gives, without an exemplar (every histogram point keeps its own).
+        self.json_outputs = self._summed(meter, meter_provider, conventions, sc.METRIC_JSON_OUTPUTS, "{output}",
+                                         "JSON outputs checked (JSON mode / structured output), by steer.json.valid.")
+        self.json_duplicates = self._summed(meter, meter_provider, conventions, sc.METRIC_JSON_DUPLICATES_DROPPED, "{duplicate}",
+                                            "Repeated snapshots of already-assembled output that steer dropped.")
+        self.cost = self._summed(meter, meter_provider, conventions, sc.METRIC_COST, "USD",
+                                 "Cost of calls from genai-prices' price data, by the source of its token counts.")
+        self.unpriced = self._summed(meter, meter_provider, conventions, sc.METRIC_COST_UNPRICED, "{call}",
+                                     "Calls steer could not price, by reason (unknown_model, no_usage, no_price_data).")
         self._stalled = stalled
         self._stalled_seen: Set[Tuple[Any, ...]] = set()
         if stalled is not None:
@@ -87,6 +89,13 @@ class Instruments:
         self.internal_errors = meter.create_counter(
             sc.METRIC_INTERNAL_ERRORS, unit="{error}", description="steer's own failures, caught at the seam (never raised into user code)."
         )
+
+    @staticmethod
+    def _summed(meter: Any, meter_provider: Any, conventions: sc.Conventions, name: str, unit: str,
+                description: str) -> "Sums":
+        sums = shared_of(meter_provider, (name, conventions.schema_url), Sums)
+        meter.create_observable_counter(name, callbacks=[sums.observe], unit=unit, description=description)
+        return sums
 
     def record(self, call: CallInfo, outcome: Outcome, base_attrs: Dict[str, Any], gap_mode: str, span: Any = None) -> None:
         """The call's points, each given the call's span as its context: recorded on steer's worker (or
@@ -126,14 +135,14 @@ class Instruments:
         if usage.source == "estimated" and usage.confidence is not None:
             self.confidence.record(usage.confidence, attrs, context=ctx)
         if outcome.cost is not None:
-            self.cost.add(outcome.cost.usd, {**attrs, sc.USAGE_COST_SOURCE: outcome.cost.source}, context=ctx)
+            self.cost.add(outcome.cost.usd, {**attrs, sc.USAGE_COST_SOURCE: outcome.cost.source})
         elif outcome.unpriced:
-            self.unpriced.add(1, {**attrs, sc.USAGE_COST_UNPRICED: outcome.unpriced}, context=ctx)
+            self.unpriced.add(1, {**attrs, sc.USAGE_COST_UNPRICED: outcome.unpriced})
         j = outcome.json
         if j is not None:
             if j.valid is not None:
-                self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid}, context=ctx)
-            self.json_duplicates.add(j.duplicates_dropped, attrs, context=ctx)
+                self.json_outputs.add(1, {**attrs, sc.JSON_VALID: j.valid})
+            self.json_duplicates.add(j.duplicates_dropped, attrs)
         if outcome.decode_errors:
             self._decode_errors(outcome, base_attrs, ctx)
         for retry in outcome.retries:
@@ -159,24 +168,23 @@ class Instruments:
 class OpenStreams:
     """Streams opened and not yet ended, per metric attribute set: what streams.active reports.
 
-    One per meter provider (the SDK keeps the first callback registered under a metric name, so every
-    Runtime on one provider must share it). A series that went back to 0 keeps reporting 0.
+    One per meter provider and scope (``shared_of``). A series that went back to 0 keeps reporting 0.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.counts: Dict[tuple, int] = {}
+        self.counts: Dict[frozenset, int] = {}
         self.generation = 1  # + 1 in each fork()ed child: streams opened before the fork are not its own
 
     def opened(self, attrs: Dict[str, Any]) -> int:
         """Count a stream; returns the token ``closed`` takes (the process generation it was opened in)."""
-        key = tuple(attrs.items())  # base_metric_attributes builds them in one fixed order
+        key = frozenset(attrs.items())  # one series per attribute set, whatever their order
         with self._lock:
             self.counts[key] = self.counts.get(key, 0) + 1
             return self.generation
 
     def closed(self, attrs: Dict[str, Any], token: int) -> None:
-        key = tuple(attrs.items())
+        key = frozenset(attrs.items())
         with self._lock:
             if token == self.generation:  # a stream the parent opened before fork() is not counted here
                 self.counts[key] = self.counts.get(key, 0) - 1
@@ -197,31 +205,56 @@ class OpenStreams:
         self.generation += 1
 
 
-_OPEN_STREAMS: "weakref.WeakKeyDictionary[Any, OpenStreams]" = weakref.WeakKeyDictionary()
-_GLOBAL_OPEN_STREAMS = OpenStreams()  # for the global meter provider (meter_provider=None)
-_OPEN_LOCK = threading.Lock()
+class Sums:
+    """A monotonic counter's cumulative value per attribute set, summed by steer and observed by the SDK
+    at collection (an observable counter: the SDK turns it into deltas for delta-temporality readers)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sums: Dict[frozenset, float] = {}
+
+    def add(self, amount: float, attrs: Dict[str, Any]) -> None:
+        key = frozenset(attrs.items())  # keys are unique: one series per attribute set, whatever their order
+        with self._lock:
+            self.sums[key] = self.sums.get(key, 0) + amount
+
+    def observe(self, _options: Any = None) -> Iterable[Any]:
+        from opentelemetry.metrics import Observation
+
+        with self._lock:
+            sums = list(self.sums.items())
+        return [Observation(value, dict(key)) for key, value in sums]
+
+
+# What steer counts itself for an observable instrument, one per meter provider and scope (the SDK
+# keeps the first callback registered under an instrument's name: every Runtime on one provider shares
+# it). Weakly keyed: a provider the application drops takes its counts with it.
+_SHARED: "weakref.WeakKeyDictionary[Any, Dict[Tuple[str, str], Any]]" = weakref.WeakKeyDictionary()
+_GLOBAL_SHARED: Dict[Tuple[str, str], Any] = {}  # for the global meter provider (meter_provider=None)
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_of(meter_provider: Any, key: Tuple[str, str], factory: Callable[[], Any]) -> Any:
+    with _SHARED_LOCK:
+        try:
+            found = _GLOBAL_SHARED if meter_provider is None else _SHARED.setdefault(meter_provider, {})
+        except TypeError:  # not weak-referenceable: its own state (one Runtime per such provider)
+            return factory()
+        state = found.get(key)
+        if state is None:
+            state = found[key] = factory()
+        return state
 
 
 def _reset_open_streams_in_child() -> None:
-    for open_streams in [_GLOBAL_OPEN_STREAMS, *list(_OPEN_STREAMS.values())]:
-        open_streams.reset()
+    for found in [_GLOBAL_SHARED, *list(_SHARED.values())]:
+        for state in found.values():
+            if isinstance(state, OpenStreams):
+                state.reset()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_open_streams_in_child)
-
-
-def open_streams_of(meter_provider: Any) -> OpenStreams:
-    if meter_provider is None:
-        return _GLOBAL_OPEN_STREAMS
-    with _OPEN_LOCK:
-        try:
-            found = _OPEN_STREAMS.get(meter_provider)
-            if found is None:
-                found = _OPEN_STREAMS[meter_provider] = OpenStreams()
-            return found
-        except TypeError:  # not weak-referenceable: its own count (one Runtime per such provider)
-            return OpenStreams()
 
 
 def base_metric_attributes(call: CallInfo) -> Dict[str, Any]:
