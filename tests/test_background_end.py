@@ -60,6 +60,23 @@ def test_the_caller_does_not_wait_for_the_end_of_call_work(instrumented: Any) ->
     assert span.attributes["steer.stream.end"] == "complete" and span.attributes["gen_ai.usage.output_tokens"]
 
 
+def test_the_worker_leaves_the_gil_to_the_caller_whose_loop_is_ending(instrumented: Any, monkeypatch: Any) -> None:
+    """A caller that releases the GIL right after its loop ended (an event loop's select, a socket close)
+    does not find steer's worker recording the call then: the worker waits DEFER_S first (lengthened
+    here so that the test sees it), then records; a flush does not wait for the deferral."""
+    monkeypatch.setattr(background, "DEFER_S", 30.0)
+    telemetry = instrumented()
+    for _ in openai_client().chat.completions.create(**chat_kwargs()):
+        pass
+    for _ in range(20):
+        time.sleep(0.001)  # the GIL released, as an event loop would between two steps
+    assert not telemetry.exporter.get_finished_spans()
+    flushed_at = time.monotonic()
+    assert steer.flush(20) and time.monotonic() - flushed_at < 20  # the flush cut the 30 s deferral short
+    (span,) = telemetry.exporter.get_finished_spans()
+    assert span.attributes["steer.stream.end"] == "complete"
+
+
 def test_provider_force_flush_and_shutdown_drain_steer_first(instrumented: Any) -> None:
     telemetry = instrumented()
     blocked = Blocked()

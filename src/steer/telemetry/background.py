@@ -3,7 +3,8 @@
 When a call ends, ``Session.finish`` takes the end time and hands ``Session.complete_call`` to this
 worker: usage estimation (tiktoken), attribute building, metric points and ``span.end`` (with the end
 time already taken) run on one daemon thread, in the order calls ended. The caller's ``for`` loop
-ends as soon as the SDK's does.
+ends as soon as the SDK's does, and the worker starts a moment later (``DEFER_S``), so that it does
+not take the GIL from the caller while the caller's loop is still ending.
 
 Nothing is lost, and nothing waits without bound:
 - the queue is bounded (``MAX_QUEUED``): when it is full, ``submit`` says no and the caller does the
@@ -24,11 +25,18 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Any, Callable, Optional
 
 log = logging.getLogger("steer")
 
 MAX_QUEUED = 10_000  # calls ended and not yet recorded; beyond it the caller records inline
+# How long the worker waits, the GIL released, before recording what a caller just handed over. The
+# caller's loop is ending at that moment: were the woken worker to take the GIL as soon as the caller
+# releases it once (an event loop's select, a socket close), the caller would wait for the whole end of
+# the call (up to the 5 ms switch interval when the machine is busy). Deferred, the work runs while the
+# caller waits for its next I/O. A flush cuts the wait short.
+DEFER_S = 0.002
 _EXIT_FLUSH_S = 5.0
 _HOOKED = "_steer_flush_chained"
 
@@ -39,6 +47,7 @@ class EndWorker:
         self._thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
         self._exit_registered = False
+        self._hurry = threading.Event()  # set by flush: no deferral, someone waits for the queue
 
     def submit(self, job: Callable[[], None]) -> bool:
         """Queue ``job``; False when the queue is full (the caller then runs it itself)."""
@@ -56,6 +65,7 @@ class EndWorker:
         if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return True  # nothing queued; or a job flushing its own worker (it cannot wait for itself)
         done = threading.Event()
+        self._hurry.set()
         self._queue.put(done.set)  # FIFO: it runs after every job queued before it
         return done.wait(timeout)
 
@@ -73,19 +83,28 @@ class EndWorker:
                 atexit.register(self.flush, _EXIT_FLUSH_S)
 
     def _run(self) -> None:
-        get = self._queue.get
         while True:
-            job = get()
-            try:
-                job()
-            except Exception:  # jobs guard themselves (Session.complete_call); this is the last net
-                log.debug("steer: end-of-call job failed", exc_info=True)
+            job = self._queue.get()
+            self._hurry.wait(DEFER_S)
+            while True:  # then everything queued meanwhile, one job at a time
+                try:
+                    job()
+                except Exception:  # jobs guard themselves (Session.complete_call); this is the last net
+                    log.debug("steer: end-of-call job failed", exc_info=True)
+                time.sleep(0)  # the GIL, between two jobs, to a caller waiting for it
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    # Drained, flushes included (a flush racing this only waits DEFER_S more).
+                    self._hurry.clear()
+                    break
 
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist in the child, and the parent records its own queued calls.
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._start_lock = threading.Lock()
+        self._hurry = threading.Event()
 
 
 WORKER = EndWorker()
