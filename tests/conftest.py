@@ -29,6 +29,21 @@ def frozen_heap() -> Any:
     gc.unfreeze()
 
 
+@pytest.fixture(autouse=True)
+def leaves_no_span_current() -> Any:
+    """No test may leave a span current, nor steer's in-call flag set, in the thread that runs the
+    tests: every later test there would nest under it (a Ctrl-C landing while steer set its context
+    could do that: tests/test_signal_safety.py)."""
+    from opentelemetry import trace
+
+    from steer.wrapping.calls import IN_CALL
+
+    before = (trace.get_current_span(), IN_CALL.get())
+    yield
+    assert trace.get_current_span() is before[0], "the test left a span current"
+    assert IN_CALL.get() is before[1], "the test left steer's in-call flag set"
+
+
 class Telemetry:
     """What steer emitted: finished spans and metric points, read back from the SDK."""
 

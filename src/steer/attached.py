@@ -87,8 +87,15 @@ class context:
         names = tuple(dict.fromkeys(outer.metric_names + self._metric_names))
         return Attached({**outer.values, **self._values}, names)
 
+    # A Ctrl-C (a signal's exception) can land after ``CURRENT.set`` returns and before its token is
+    # kept: each entry keeps the value it replaced, and puts that back when the token is lost.
     def __enter__(self) -> "context":
-        self._tokens.append(CURRENT.set(self._merged()))
+        outer = CURRENT.get()
+        try:
+            self._tokens.append(CURRENT.set(self._merged()))
+        except BaseException:
+            CURRENT.set(outer)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,23 +107,32 @@ class context:
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                token = CURRENT.set(self._merged())
+                outer, token = CURRENT.get(), None
                 try:
+                    token = CURRENT.set(self._merged())
                     return await fn(*args, **kwargs)
                 finally:
-                    CURRENT.reset(token)
+                    _leave(token, outer)
 
             return run_async
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            token = CURRENT.set(self._merged())
+            outer, token = CURRENT.get(), None
             try:
+                token = CURRENT.set(self._merged())
                 return fn(*args, **kwargs)
             finally:
-                CURRENT.reset(token)
+                _leave(token, outer)
 
         return run
+
+
+def _leave(token: Optional[contextvars.Token], outer: Optional[Attached]) -> None:
+    if token is not None:
+        CURRENT.reset(token)
+    else:
+        CURRENT.set(outer)
 
 
 def _attribute_value(value: Any) -> Any:

@@ -3,6 +3,11 @@ own result — observed through a transparent proxy when it is a stream.
 
 The span is current only around the request itself (synchronous work in this thread or task), so
 spans below (the SDK's, httpx's) nest under it, and no context is held across a ``yield``.
+
+Signal safety: a ``KeyboardInterrupt`` (or any exception a signal handler raises) can land right after
+a ``ContextVar.set`` returns and before its token is stored. So the flag and the span are set inside the
+``try`` whose ``finally`` takes them off, and a lost token is made good from the value saved before
+(``restore``): whatever happens, the caller's context is back when the call leaves, and the span ends.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import contextvars
 import inspect
 from typing import Any, Callable, Optional
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from steer.pipeline import Runtime, Session
 from steer.wrapping.proxies import AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, SyncStreamProxy
@@ -32,26 +40,42 @@ def open_session(rt: Runtime, spec: ApiSpec, instance: Any, args: tuple, kwargs:
         return None
 
 
-def _enter(session: Session) -> Any:
+def _current(session: Session) -> Any:
+    """The OpenTelemetry context before the span is attached: what ``restore`` puts back."""
     try:
-        from opentelemetry import context, trace
-
-        ctx = trace.set_span_in_context(session.span)
-        return context.attach(ctx)
+        return otel_context.get_current()
     except Exception as exc:
         session.rt.internal_error("attach", exc)
         return None
 
 
-def _exit(session: Session, token: Any) -> None:
-    if token is None:
-        return
+def _enter(session: Session, outer: Any) -> Any:
     try:
-        from opentelemetry import context
+        return otel_context.attach(trace.set_span_in_context(session.span, outer))
+    except Exception as exc:
+        session.rt.internal_error("attach", exc)
+        return None
 
-        context.detach(token)
+
+def restore(session: Session, token: Any, outer: Any) -> None:
+    """Detach the span by its token; without one (the attach was interrupted after it made the span
+    current, or never happened), put ``outer`` back if it is not current."""
+    try:
+        if token is not None:
+            otel_context.detach(token)
+        elif outer is not None and otel_context.get_current() is not outer:
+            otel_context.attach(outer)  # a token of its own is not needed: the value is the caller's again
     except Exception as exc:
         session.rt.internal_error("detach", exc)
+
+
+def unflag(flag: Optional[contextvars.Token]) -> None:
+    """Take ``IN_CALL`` off; without its token (a ``set`` interrupted before the token was stored) it is
+    set back to None, the value it had (steer opens a Session only when it is None)."""
+    if flag is not None:
+        IN_CALL.reset(flag)
+    else:
+        IN_CALL.set(None)
 
 
 def observe_result(session: Session, result: Any, is_async: bool) -> Any:
@@ -78,16 +102,18 @@ def sync_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., Any
         session = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return wrapped(*args, **kwargs)
-        flag = IN_CALL.set(session)
-        token = _enter(session)
-        try:
+        flag = token = outer = None
+        try:  # everything set is set inside the try: see the module's note on signal safety
+            flag = IN_CALL.set(session)
+            outer = _current(session)
+            token = _enter(session, outer)
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             session.finish("error", exc)
             raise
         finally:
-            _exit(session, token)
-            IN_CALL.reset(flag)
+            restore(session, token, outer)
+            unflag(flag)
         return observe_result(session, result, is_async=False)
 
     return wrapper
@@ -103,16 +129,18 @@ def async_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callable[..., An
         session = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return await wrapped(*args, **kwargs)
-        flag = IN_CALL.set(session)
-        token = _enter(session)
-        try:
+        flag = token = outer = None
+        try:  # everything set is set inside the try: see the module's note on signal safety
+            flag = IN_CALL.set(session)
+            outer = _current(session)
+            token = _enter(session, outer)
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             session.finish("error", exc)
             raise
         finally:
-            _exit(session, token)
-            IN_CALL.reset(flag)
+            restore(session, token, outer)
+            unflag(flag)
         return observe_result(session, result, is_async=True)
 
     return wrapper

@@ -20,7 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from steer.pipeline import Session
-from steer.wrapping.calls import IN_CALL, RuntimeGetter, open_session
+from steer.wrapping.calls import IN_CALL, RuntimeGetter, open_session, restore, unflag
 from steer.wrapping.ends import cancelling, closing_end, current_task, dropped_end, unhooked
 from steer.wrapping.specs import ApiSpec
 
@@ -58,9 +58,12 @@ class SyncGeneratorProxy(wrapt.ObjectProxy):
 
     def _self_step(self, step: Callable[..., Any], *args: Any) -> Any:
         session, ctx = self._self_session, self._self_ctx
-        flag = IN_CALL.set(session)
-        token = otel_context.attach(ctx) if ctx is not None else None
-        try:
+        flag = token = outer = None
+        try:  # set inside the try, restored whatever happens (calls.py: signal safety)
+            flag = IN_CALL.set(session)
+            if ctx is not None:
+                outer = otel_context.get_current()
+                token = otel_context.attach(ctx)
             chunk = step(*args)
         except StopIteration:
             session.finish("complete")
@@ -69,9 +72,15 @@ class SyncGeneratorProxy(wrapt.ObjectProxy):
             session.finish("error", exc)
             raise
         finally:
+            # calls.restore / calls.unflag, with their common case inline (this runs per chunk)
             if token is not None:
                 otel_context.detach(token)
-            IN_CALL.reset(flag)
+            else:
+                restore(session, token, outer)
+            if flag is not None:
+                IN_CALL.reset(flag)
+            else:
+                IN_CALL.set(None)
         try:
             session.on_chunk(chunk)
         except Exception as exc:  # steer's own failure: never the caller's problem
@@ -120,9 +129,12 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
     async def _self_step(self, step: Callable[..., Any], *args: Any) -> Any:
         session, ctx = self._self_session, self._self_ctx
         # Set in this task; reset in the same task once the await returns or raises.
-        flag = IN_CALL.set(session)
-        token = otel_context.attach(ctx) if ctx is not None else None
+        flag = token = outer = None
         try:
+            flag = IN_CALL.set(session)
+            if ctx is not None:
+                outer = otel_context.get_current()
+                token = otel_context.attach(ctx)
             chunk = await step(*args)
         except StopAsyncIteration:
             session.finish("complete")
@@ -131,9 +143,15 @@ class AsyncGeneratorProxy(wrapt.ObjectProxy):
             session.finish("error", exc)
             raise
         finally:
+            # calls.restore / calls.unflag, with their common case inline (this runs per chunk)
             if token is not None:
                 otel_context.detach(token)
-            IN_CALL.reset(flag)
+            else:
+                restore(session, token, outer)
+            if flag is not None:
+                IN_CALL.reset(flag)
+            else:
+                IN_CALL.set(None)
         try:
             session.on_chunk(chunk)
         except Exception as exc:
@@ -216,14 +234,15 @@ def async_generator_wrapper(spec: ApiSpec, get_runtime: RuntimeGetter) -> Callab
         session: Optional[Session] = open_session(rt, spec, instance, args, kwargs)
         if session is None:
             return await wrapped(*args, **kwargs)
-        flag = IN_CALL.set(session)
+        flag = None
         try:
+            flag = IN_CALL.set(session)
             result = await wrapped(*args, **kwargs)  # prepares the generator; no request yet
         except BaseException as exc:
             session.finish("error", exc)
             raise
         finally:
-            IN_CALL.reset(flag)
+            unflag(flag)
         return _observe(session, result, AsyncGeneratorProxy, "__anext__")
 
     return wrapper
