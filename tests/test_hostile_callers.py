@@ -140,15 +140,54 @@ def test_hostile_caller(name: str, instrumented: Any) -> None:
     assert telemetry.active_streams() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="known wrong end, open: a with_streaming_response body read raw "
-                                       "(iter_lines) is not observed; the call ends abandoned, 0 chunks, when collected")
-def test_streaming_response_read_raw_is_complete(instrumented: Any) -> None:
-    telemetry = instrumented()
-    with DevServer(chunk_delay=0, chunks=6) as srv:
-        c = openai_client(srv, False, 30)
-        with c.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=USER, stream=True) as r:
-            lines = [line for line in r.iter_lines() if line.startswith("data: {")]
+def _streaming_response(srv: DevServer, provider: str, is_async: bool) -> Any:
+    """``with_streaming_response.create(..., stream=True)``: the context manager (sync or async)."""
+    if provider == "openai":
+        c = openai_client(srv, is_async, 30)
+        return c.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=USER, stream=True, stream_options={"include_usage": True})
+    c = anthropic_client(srv, is_async, 30)
+    return c.messages.with_streaming_response.create(model="claude-test", max_tokens=100, messages=USER, stream=True)
+
+
+def _read_sync(srv: DevServer, provider: str, reader: str) -> int:
+    """Reads the answer as the caller chose; returns how many items the caller got."""
+    with _streaming_response(srv, provider, False) as r:
+        if reader == "parse":
+            return len(list(r.parse()))
+        return len(list(getattr(r, reader)()))
+
+
+async def _read_async(srv: DevServer, provider: str, reader: str) -> int:
+    async with _streaming_response(srv, provider, True) as r:
+        if reader == "parse":
+            return len([item async for item in await r.parse()])
+        return len([item async for item in getattr(r, reader)()])  # the async response: async iterators, same names
+
+
+_SAME = ("steer.stream.end", "steer.stream.chunks", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+         "gen_ai.response.finish_reasons", "gen_ai.response.model")
+
+
+@pytest.mark.parametrize("reader", ["iter_lines", "iter_bytes", "iter_text"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_streaming_response_read_raw_is_complete(provider: str, is_async: bool, reader: str, instrumented: Any) -> None:
+    """A body read raw instead of ``.parse()``d ends ``complete`` with what ``.parse()`` reports:
+    the same chunks, text, usage and finish reasons, counted once."""
+    ended: List[Any] = []
+    telemetry = instrumented(on_complete=ended.append, on_error=ended.append)
+    for how in ("parse", reader):
+        with DevServer(chunk_delay=0, chunks=6) as srv:  # a fresh server: the same answer for both
+            items = asyncio.run(_read_async(srv, provider, how)) if is_async else _read_sync(srv, provider, how)
+        assert items > 0
         gc.collect()
-    (span,) = telemetry.genai_spans()
-    assert span.attributes["steer.stream.end"] == "complete"
-    assert span.attributes["steer.stream.chunks"] == len(lines)
+    parsed, raw = telemetry.genai_spans()
+    assert parsed.attributes["steer.stream.end"] == "complete"
+    assert {k: raw.attributes.get(k) for k in _SAME} == {k: parsed.attributes.get(k) for k in _SAME}
+    assert raw.attributes["gen_ai.usage.output_tokens"] > 0
+    assert [type(e).__name__ for e in ended] == ["StreamCompleteEvent"] * 2
+    assert ended[1].text == ended[0].text != ""
+    assert ended[1].total_chunks == ended[0].total_chunks
+    assert telemetry.active_streams() == 0
+    assert sum(p.value for p in telemetry.metrics().get("steer.internal.errors", [])) == 0

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from steer.pipeline import Runtime
 from steer.wrapping.ends import closing_end
-from steer.wrapping.httpx_hooks import _Tee
+from steer.wrapping.httpx_tee import Tee
 from steer.wrapping.specs import Target
 
 
@@ -29,11 +29,11 @@ def _by_its_iterator(frame: Any, response: Any) -> bool:
     return frame is not None and frame.f_code in (getattr(cls.iter_raw, "__code__", None), getattr(cls.aiter_raw, "__code__", None))
 
 
-def _callers_close(instance: Any, frame: Any) -> Optional[Tuple[_Tee, str]]:
+def _callers_close(instance: Any, frame: Any) -> Optional[Tuple[Tee, str]]:
     """The tee and the end a close decides when it is the caller's; None for a response steer does not
     watch, or for httpx2's own close of a dropped iterator (then the tee is only marked ``released``)."""
     tee = instance.__dict__.get("stream")
-    if not isinstance(tee, _Tee):
+    if not isinstance(tee, Tee):
         return None
     if _by_its_iterator(frame, instance):
         tee.released = True

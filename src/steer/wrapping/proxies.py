@@ -13,6 +13,7 @@ import wrapt
 
 from steer.pipeline import Session
 from steer.wrapping.ends import cancelling, closing_end, current_task, dropped_end, unhooked
+from steer.wrapping.httpx_tee import tee_unparsed
 
 
 _FORWARDERS: Dict[Any, bool] = {}  # an SDK stream class's __iter__/__aiter__ -> it only forwards _iterator
@@ -251,17 +252,33 @@ _async_hot = AsyncStreamProxy._self_hot.__get__  # type: ignore[attr-defined]
 
 
 class RawResponseProxy(wrapt.ObjectProxy):
-    """``with_raw_response`` results: ``parse()`` hands back the observed stream (or records the body)."""
+    """``with_raw_response`` / ``with_streaming_response`` results: ``parse()`` hands back the observed
+    stream (or records the body); a body the caller reads raw instead is decoded by a tee
+    (httpx_tee.tee_unparsed), which ``parse()`` takes off first."""
 
     def __init__(self, wrapped: Any, session: Session, stream_proxy: type) -> None:
         super().__init__(wrapped)
         self._self_session = session
         self._self_stream_proxy = stream_proxy
         self._self_parsed: Any = None
+        try:
+            self._self_tee = tee_unparsed(session, wrapped, stream_proxy is AsyncStreamProxy)
+        except Exception as exc:
+            self._self_tee = None
+            session.rt.internal_error("raw_tee", exc)
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
+        self._self_untee()
         parsed = self.__wrapped__.parse(*args, **kwargs)
         return self._self_observe(parsed)
+
+    def _self_untee(self) -> None:
+        tee, self._self_tee = self._self_tee, None
+        if tee is not None:
+            try:
+                tee.detach(self.__wrapped__.http_response)
+            except Exception as exc:
+                self._self_session.rt.internal_error("raw_tee", exc)
 
     def _self_observe(self, parsed: Any) -> Any:
         session = self._self_session
@@ -285,5 +302,6 @@ class RawResponseProxy(wrapt.ObjectProxy):
 
 class AsyncRawResponseProxy(RawResponseProxy):
     async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self._self_untee()
         parsed = await self.__wrapped__.parse(*args, **kwargs)
         return self._self_observe(parsed)
