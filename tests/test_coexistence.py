@@ -25,6 +25,7 @@ from typing import Any, Callable, List
 
 import openai
 import pytest
+from opentelemetry import context as otel_context
 
 import steer
 from steer.tools.devserver import DevServer
@@ -96,6 +97,11 @@ def test_openai_v2_stands_down_in_either_order(steer_first: bool, server: Any, t
     """What the launcher does (every instrumentor, in entry-point order, then the post-instrument hooks)."""
     v2 = peer("opentelemetry.instrumentation.openai_v2").OpenAIInstrumentor()
     load = [instrumented, lambda: v2.instrument(tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider)]
+    # Before post_instrument both trace the calls. openai-v2 (util-genai) attaches its span's context in
+    # create() and detaches it when the stream ends: under steer's wrapper, that late detach makes the
+    # context current again that was current when it attached — steer's, inside steer's call. That state
+    # ends at post_instrument (never seen by an application); the test puts its own context back.
+    outer = otel_context.attach(otel_context.get_current())
     try:
         for step in load if steer_first else reversed(load):
             step()
@@ -115,6 +121,7 @@ def test_openai_v2_stands_down_in_either_order(steer_first: bool, server: Any, t
         assert "openai.resources.chat.completions.completions.Completions.create" in status.patched
         assert not status.peers
     finally:
+        otel_context.detach(outer)
         if v2.is_instrumented_by_opentelemetry:
             v2.uninstrument()
 
