@@ -6,10 +6,10 @@ that very request (the framework's request body is captured on the wire and sent
 bare SDK: same devserver, same answer shape), usage, and the caller sees exactly what it sees without
 steer (same result, same exception type and message).
 
-Not here, on purpose (docs/reliability.md "Frameworks"): instructor and llama-index-llms-openai pin
-the openai SDK below the version steer's tests pin (3.3.0 / 2.54.0) and bring aiohttp; LiteLLM brings
-aiohttp, through which google-genai then sends its async requests (tests/test_retries.py relies on
-httpx for google-genai's retries).
+instructor, llama-index-llms-openai and LiteLLM are in tests/test_frameworks_isolated.py, in a venv of
+their own (docs/reliability.md "Frameworks"): instructor and llama-index pin the openai SDK below the
+version steer's tests pin and bring aiohttp; LiteLLM brings aiohttp, through which google-genai then
+sends its async requests (tests/test_retries.py relies on httpx for google-genai's retries).
 """
 
 from __future__ import annotations

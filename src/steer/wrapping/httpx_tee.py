@@ -70,12 +70,15 @@ class Feed:
         if getattr(self.framer, "done", False):
             return True
         # Chat / legacy Completions / Gemini have no terminal event besides `[DONE]` (Gemini's SSE not
-        # even that): the last chunk is the one that gives every choice its finish reason.
+        # even that): the last chunk is the one that gives every choice its finish reason. Anthropic's
+        # `message_delta` with the stop reason (and the final usage) is followed by `message_stop` only,
+        # which carries nothing: LiteLLM's sync reader closes the response right after it.
         asm = self.session.asm
         return self.session.call.api in _FINISH_ENDS and bool(asm.finish) and all(c in asm.finish for c in asm.text)
 
 
-_FINISH_ENDS = frozenset({"openai.chat.completions", "openai.completions", "google.generate_content_stream"})
+_FINISH_ENDS = frozenset({"openai.chat.completions", "openai.completions", "google.generate_content_stream",
+                          "anthropic.messages"})
 
 
 def _error_body(frames: Any, status: int) -> dict:
