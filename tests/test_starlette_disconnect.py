@@ -14,7 +14,8 @@ anywhere, the duration metric labelled ``cancelled``, a ``StreamCompleteEvent(en
   the task, and Starlette never closes the sync iterator: the generator stays alive in a reference
   cycle (through the cancellation's traceback) until the garbage collector finalises it. Only then
   does its ``with`` close the SDK stream: ``closed_early``, in the thread that ran the collection,
-  at that time (docs/telemetry.md). Not an error either way.
+  at that time — or ``abandoned`` when the collector finalises the stream before the generator (the
+  order within one cycle is not defined) (docs/telemetry.md). Not an error either way.
 """
 
 from __future__ import annotations
@@ -169,9 +170,12 @@ def test_sync_relay_through_the_threadpool_ends_when_collected(api: str, relay: 
     gc.collect()  # Starlette dropped the sync iterator without closing it: the collector finalises it
     (span,) = telemetry.genai_spans()
     attrs = dict(span.attributes)
-    assert attrs["steer.stream.end"] == "closed_early"  # the relay's own `with` closed the stream
+    # The relay's own `with` closes the stream when the collector finalises the generator before the
+    # stream; when it finalises the stream first (the order within one cycle is not defined; seen ~1 in
+    # 10 runs), the stream was dropped. Never an error, never cancelled: the disconnect is not seen.
+    assert attrs["steer.stream.end"] in ("closed_early", "abandoned")
     assert span.status.status_code.name == "UNSET" and "error.type" not in attrs
     for name, points in telemetry.metrics().items():
         assert all("error.type" not in dict(p.attributes) for p in points), name
-    assert [(type(e).__name__, e.end) for e in ended] == [("StreamCompleteEvent", "closed_early")]
+    assert [(type(e).__name__, e.end) for e in ended] == [("StreamCompleteEvent", attrs["steer.stream.end"])]
     assert telemetry.active_streams() == 0
