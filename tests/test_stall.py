@@ -118,6 +118,63 @@ async def test_silences_that_end_are_measured_exactly(is_async: bool, instrument
     assert times == sorted(times)  # each at the time its silence began
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_silences_the_watchdog_did_not_see_still_count(is_async: bool, instrumented: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy machine the watchdog's thread may get no core (or no GIL) while a silence lasts, or look
+    only after it ended. The stream's own clock readings still make it a stall: the chunk that ends the
+    silence (or the end of the call) records it and sends its StreamStallEvent. Here the watchdog never
+    looks at all: two paced silences that resumed, then one the call ended in (the read timeout)."""
+    monkeypatch.setattr(WATCHDOG, "add", lambda session: None)
+    events: List[Any] = []
+    telemetry = instrumented(stall_after=STALL_AFTER, on_stall=events.append)
+    pace = {"x-steer-chunk-delay": "0.6", "x-steer-chunks": "3"}
+    timeout = 1.0
+    with DevServer(chunk_delay=0) as server:
+        if is_async:
+            client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0, timeout=timeout)
+            async for _ in await client.chat.completions.create(model="gpt-4o", messages=USER, stream=True, extra_headers=pace):
+                pass
+            with pytest.raises(openai.APITimeoutError):
+                async for _ in await client.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
+                                                                     extra_headers={"x-steer-fault": "stall"}):
+                    pass
+            await client.close()
+        else:
+            client = openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0, timeout=timeout)
+            for _ in client.chat.completions.create(model="gpt-4o", messages=USER, stream=True, extra_headers=pace):
+                pass
+            with pytest.raises(openai.APITimeoutError):
+                for _ in client.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
+                                                        extra_headers={"x-steer-fault": "stall"}):
+                    pass
+    paced, stalled = telemetry.genai_spans()
+    stalls = stall_events(paced)
+    gaps = [s["steer.stream.stall.gap"] for s in stalls if s["steer.stream.stall.gap"] >= 0.55]
+    assert len(gaps) == 2 and all(s["steer.stream.stall.resumed"] for s in stalls)  # (+ maybe one before chunk 1)
+    assert paced.attributes["steer.stream.stalls"] == len(stalls)
+    assert max(gaps) == paced.attributes["steer.stream.max_chunk_gap"]  # the chunks' own clock readings
+    (last,) = stall_events(stalled)[-1:]
+    assert last["steer.stream.stall.resumed"] is False and timeout * 0.9 <= last["steer.stream.stall.gap"] < timeout + 2
+    assert stalled.attributes["steer.stream.stalls"] == len(stall_events(stalled))
+    assert len(events) == len(stalls) + len(stall_events(stalled))  # each also reached on_stall, in order
+    assert [e.stall_count for e in events] == list(range(1, len(stalls) + 1)) + list(range(1, len(stall_events(stalled)) + 1))
+    assert all(e.silent_ms >= STALL_AFTER * 1e3 for e in events)
+
+
+def test_a_gap_shorter_than_stall_after_is_no_stall(instrumented: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(WATCHDOG, "add", lambda session: None)
+    telemetry = instrumented(stall_after=5.0)
+    with DevServer(chunk_delay=0) as server:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="x", max_retries=0)
+        for _ in client.chat.completions.create(model="gpt-4o", messages=USER, stream=True,
+                                                extra_headers={"x-steer-chunk-delay": "0.2", "x-steer-chunks": "3"}):
+            pass
+    (span,) = telemetry.genai_spans()
+    assert span.attributes["steer.stream.max_chunk_gap"] >= 0.15
+    assert span.attributes["steer.stream.stalls"] == 0 and not stall_events(span)
+
+
 def test_healthy_streams_have_no_stall_and_the_watchdog_stops(instrumented: Any) -> None:
     telemetry = instrumented(stall_after=STALL_AFTER)
     before = len(WATCHDOG.watched())  # (streams another test left to the garbage collector may be there)

@@ -118,7 +118,9 @@ class Session:
         self.t_first = 0
         self.t_last = 0
         self.max_gap = 0
-        self.gap_mark = 0  # on_chunk's threshold for out-of-line work: max_gap, or 0 while a stall is open
+        # on_chunk's threshold for out-of-line work: max_gap (capped at stall_after_ns, so that every silence
+        # longer than that is looked at), or 0 while a stall is open
+        self.gap_mark = 0
         self.stall_start = 0  # t_last (or t0) of the silence the watchdog reported, until it ends
         self.stalls: Optional[List[Tuple[int, int, bool]]] = None  # (start, gap, resumed) per stall
         self.attempts: Optional[Attempts] = None  # the HTTP attempts, once the httpx hook saw one sent
@@ -164,14 +166,14 @@ class Session:
         n = self.chunks
         if n:
             gap = now - self.t_last
-            if gap > self.gap_mark:  # a new longest gap, or the end of a stall (rare: out of line)
+            if gap > self.gap_mark:  # a new longest gap, or a silence past stall_after (rare: out of line)
                 self._long_gap(gap, now)
             if self.gaps is not None:
                 self.gaps.append(gap)
         else:
             self.t_first = now
-            if self.stall_start:  # silent from the request until this first chunk
-                self._stall_over(now)
+            if self.stall_after_ns and (self.stall_start or now - self.t0 > self.stall_after_ns):
+                self._silence_over(now - self.t0, now)  # silent from the request until this first chunk
         self.t_last = now
         self.chunks = n + 1
         asm = self.asm
@@ -186,9 +188,12 @@ class Session:
     def _long_gap(self, gap: int, now: int) -> None:
         if gap > self.max_gap:
             self.max_gap = gap
-        if self.stall_start:
-            self._stall_over(now)
-        self.gap_mark = self.max_gap
+        if self.stall_after_ns:
+            if self.stall_start or gap > self.stall_after_ns:
+                self._silence_over(gap, now)
+            self.gap_mark = min(self.max_gap, self.stall_after_ns)
+        else:
+            self.gap_mark = self.max_gap
 
     # -- live stall detection (the watchdog's thread calls watch; steer.watchdog) --------------------
     def watch(self, now: int) -> None:
@@ -203,12 +208,38 @@ class Session:
                 self.gap_mark = 0  # the chunk that ends the silence takes on_chunk's out-of-line branch
                 self.stalls = (self.stalls or []) + [(last, 0, False)]
                 count = len(self.stalls)
-            if self.rt.listeners.active:
-                self.rt.listeners.emit(StreamStallEvent(
-                    **self._common(), silent_ms=(now - last) / 1e6, stall_after_ms=self.stall_after_ns / 1e6,
-                    total_chunks=self.chunks, stall_count=count))
+            self._stall_event(now - last, count)
         except Exception as exc:
             self.rt.internal_error("stall", exc)
+
+    def _stall_event(self, silent_ns: int, count: int) -> None:
+        if self.rt.listeners.active:
+            self.rt.listeners.emit(StreamStallEvent(
+                **self._common(), silent_ms=silent_ns / 1e6, stall_after_ms=self.stall_after_ns / 1e6,
+                total_chunks=self.chunks, stall_count=count))
+
+    def _silence_over(self, gap: int, now: int) -> None:
+        """A chunk ended a silence longer than stall_after: the one the watchdog reported, or one it did not
+        see while it lasted (its thread got no core or no GIL in time on a busy machine, or the silence ended
+        between two of its looks). Every silence longer than stall_after is a stall, whoever saw it first."""
+        if not self.stall_start and not self._unseen_stall(now - gap, now, resumed=True):
+            return
+        self._stall_over(now)
+
+    def _unseen_stall(self, start: int, now: int, resumed: bool) -> bool:
+        """Record a silence the watchdog did not report, and send its StreamStallEvent now. True when the
+        watchdog reported it meanwhile after all (then it is that one, and it is open)."""
+        try:
+            with self._lock:
+                if self.stall_start:
+                    return True
+                self.stalls = (self.stalls or []) + [(start, now - start, resumed)]
+                self.t_last = now  # a watchdog deciding right now sees that the silence is over
+                count = len(self.stalls)
+            self._stall_event(now - start, count)
+        except Exception as exc:
+            self.rt.internal_error("stall", exc)
+        return False
 
     def _stall_over(self, now: int) -> None:
         """The silence that started at stall_start has ended: resumed by a chunk, or by the end of the call.
@@ -320,6 +351,8 @@ class Session:
         outcome.extra = asm.extra
         if self.stall_start:
             self._stall_over(now)  # still silent when the call ended
+        elif self.stall_after_ns and now - (self.t_last or self.t0) > self.stall_after_ns:
+            self._unseen_stall(self.t_last or self.t0, now, resumed=False)  # ditto, and the watchdog did not look in time
         if self.stalls:
             outcome.stalls = [(self.wall0 + (start - self.t0), gap / 1e9, resumed) for start, gap, resumed in self.stalls]
         if self.attempts is not None:

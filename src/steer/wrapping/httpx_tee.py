@@ -131,7 +131,7 @@ class Tee:
             if not self.released:
                 self._feed.end(closing_end())
 
-    async def __aiter__(self) -> Any:
+    async def __aiter__(self) -> Any:  # __iter__'s twin: an async generator cannot share a sync one's body
         task = current_task()  # the reader: a close from the loop's finaliser reports its cancellation
         try:
             async for piece in self._inner:
