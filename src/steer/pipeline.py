@@ -23,7 +23,6 @@ from steer.events import (
     StreamDeltaEvent,
     StreamErrorEvent,
     StreamEvent,
-    StreamStallEvent,
     StreamStartEvent,
     StreamUsageEvent,
     ToolCall,
@@ -36,7 +35,7 @@ from steer.telemetry.metrics import Instruments, base_metric_attributes
 from steer.telemetry.semconv import conventions
 from steer.telemetry import background
 from steer.telemetry.spans import SpanRecorder
-from steer.watchdog import WATCHDOG
+from steer.watchdog import WATCHDOG, StallTracking
 
 log = logging.getLogger("steer")
 
@@ -100,7 +99,7 @@ def _trace_ids(span: Any) -> Dict[str, str]:
     return {}
 
 
-class Session:
+class Session(StallTracking):
     __slots__ = (
         "rt", "call", "decoder", "asm", "span", "t0", "wall0", "chunks", "t_first", "t_last", "max_gap",
         "gaps", "done", "json", "json_result", "metric_attrs", "request_id", "stream_id", "active_counted", "_lock",
@@ -194,66 +193,6 @@ class Session:
             self.gap_mark = min(self.max_gap, self.stall_after_ns)
         else:
             self.gap_mark = self.max_gap
-
-    # -- live stall detection (the watchdog's thread calls watch; steer.watchdog) --------------------
-    def watch(self, now: int) -> None:
-        last = self.t_last or self.t0
-        if now - last <= self.stall_after_ns or self.stall_start or self.done:
-            return
-        try:
-            with self._lock:
-                if self.done or self.stall_start or (self.t_last or self.t0) != last:
-                    return  # ended, or a chunk came, meanwhile
-                self.stall_start = last
-                self.gap_mark = 0  # the chunk that ends the silence takes on_chunk's out-of-line branch
-                self.stalls = (self.stalls or []) + [(last, 0, False)]
-                count = len(self.stalls)
-            self._stall_event(now - last, count)
-        except Exception as exc:
-            self.rt.internal_error("stall", exc)
-
-    def _stall_event(self, silent_ns: int, count: int) -> None:
-        if self.rt.listeners.active:
-            self.rt.listeners.emit(StreamStallEvent(
-                **self._common(), silent_ms=silent_ns / 1e6, stall_after_ms=self.stall_after_ns / 1e6,
-                total_chunks=self.chunks, stall_count=count))
-
-    def _silence_over(self, gap: int, now: int) -> None:
-        """A chunk ended a silence longer than stall_after: the one the watchdog reported, or one it did not
-        see while it lasted (its thread got no core or no GIL in time on a busy machine, or the silence ended
-        between two of its looks). Every silence longer than stall_after is a stall, whoever saw it first."""
-        if not self.stall_start and not self._unseen_stall(now - gap, now, resumed=True):
-            return
-        self._stall_over(now)
-
-    def _unseen_stall(self, start: int, now: int, resumed: bool) -> bool:
-        """Record a silence the watchdog did not report, and send its StreamStallEvent now. True when the
-        watchdog reported it meanwhile after all (then it is that one, and it is open)."""
-        try:
-            with self._lock:
-                if self.stall_start:
-                    return True
-                self.stalls = (self.stalls or []) + [(start, now - start, resumed)]
-                self.t_last = now  # a watchdog deciding right now sees that the silence is over
-                count = len(self.stalls)
-            self._stall_event(now - start, count)
-        except Exception as exc:
-            self.rt.internal_error("stall", exc)
-        return False
-
-    def _stall_over(self, now: int) -> None:
-        """The silence that started at stall_start has ended: resumed by a chunk, or by the end of the call.
-
-        The chunk that ended it is the one arriving now, or — when it slipped in while the watchdog was
-        deciding — the previous one (t_last moved past stall_start without this branch being taken)."""
-        with self._lock:
-            start = self.stall_start
-            if not start or not self.stalls:
-                return
-            last = self.t_last or self.t0
-            resumed_at, resumed = (last, True) if last != start else (now, not self.done)
-            self.stalls[-1] = (start, resumed_at - start, resumed)
-            self.stall_start = 0
 
     def on_response(self, response: Any) -> None:
         """A non-streaming call's whole response."""

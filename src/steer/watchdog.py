@@ -1,8 +1,10 @@
-"""One thread that notices streams going silent while they are still open (live stall detection).
+"""Live stall detection: one thread that notices streams going silent while they are still open, and
+what a stream records of its silences (``StallTracking``, a part of ``pipeline.Session``).
 
 Nothing runs per chunk for this: a stream records the time of its last chunk anyway (``Session.t_last``),
 and this thread looks at every open stream a few times per ``stall_after`` and tells the stream when its
-silence has passed the threshold (``watch(now)``); what a stall means is the stream's business.
+silence has passed the threshold (``watch(now)``). The chunk (or the end) that closes a silence records its
+length from the stream's own clock readings, and records the silences the thread did not see in time.
 
 The thread starts when the first stream to watch opens, exits after ``IDLE_EXIT_S`` with nothing open
 (the next stream starts it again), is stopped by ``stop()`` (``steer.uninstrument()``, interpreter exit),
@@ -15,7 +17,9 @@ import atexit
 import os
 import threading
 from time import perf_counter_ns
-from typing import Any, List, Optional, Protocol, Set
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
+
+from steer.events import StreamStallEvent
 
 MIN_PERIOD_NS = 10_000_000  # 10 ms: never spin, whatever stall_after says
 MAX_PERIOD_NS = 1_000_000_000  # 1 s: a stall is seen within stall_after + 1 s at worst
@@ -95,6 +99,84 @@ class Watchdog:
                         continue
                     self._thread = None
                     return
+
+
+class StallTracking:
+    """The stall half of ``pipeline.Session`` (its slots: ``stall_after_ns``, ``stall_start``, ``stalls``,
+    ``gap_mark``, ``t0``, ``t_last``, ``done``, ``chunks``, ``_lock``, ``rt``). ``watch`` runs on the
+    watchdog's thread; the rest on the thread that feeds the stream its chunks, or that ends the call."""
+
+    __slots__ = ()
+    stall_after_ns: int
+    stall_start: int
+    stalls: Optional[List[Tuple[int, int, bool]]]
+    gap_mark: int
+    t0: int
+    t_last: int
+    done: bool
+    chunks: int
+    _lock: Any
+    rt: Any
+    _common: Callable[[], Dict[str, Any]]  # the event fields every event of the call carries
+
+    def watch(self, now: int) -> None:
+        last = self.t_last or self.t0
+        if now - last <= self.stall_after_ns or self.stall_start or self.done:
+            return
+        try:
+            with self._lock:
+                if self.done or self.stall_start or (self.t_last or self.t0) != last:
+                    return  # ended, or a chunk came, meanwhile
+                self.stall_start = last
+                self.gap_mark = 0  # the chunk that ends the silence takes on_chunk's out-of-line branch
+                self.stalls = (self.stalls or []) + [(last, 0, False)]
+                count = len(self.stalls)
+            self._stall_event(now - last, count)
+        except Exception as exc:
+            self.rt.internal_error("stall", exc)
+
+    def _stall_event(self, silent_ns: int, count: int) -> None:
+        if self.rt.listeners.active:
+            self.rt.listeners.emit(StreamStallEvent(
+                **self._common(), silent_ms=silent_ns / 1e6, stall_after_ms=self.stall_after_ns / 1e6,
+                total_chunks=self.chunks, stall_count=count))
+
+    def _silence_over(self, gap: int, now: int) -> None:
+        """A chunk ended a silence longer than stall_after: the one the watchdog reported, or one it did not
+        see while it lasted (its thread got no core or no GIL in time on a busy machine, or the silence ended
+        between two of its looks). Every silence longer than stall_after is a stall, whoever saw it first."""
+        if not self.stall_start and not self._unseen_stall(now - gap, now, resumed=True):
+            return
+        self._stall_over(now)
+
+    def _unseen_stall(self, start: int, now: int, resumed: bool) -> bool:
+        """Record a silence the watchdog did not report, and send its StreamStallEvent now. True when the
+        watchdog reported it meanwhile after all (then it is that one, and it is open)."""
+        try:
+            with self._lock:
+                if self.stall_start:
+                    return True
+                self.stalls = (self.stalls or []) + [(start, now - start, resumed)]
+                self.t_last = now  # a watchdog deciding right now sees that the silence is over
+                count = len(self.stalls)
+            self._stall_event(now - start, count)
+        except Exception as exc:
+            self.rt.internal_error("stall", exc)
+        return False
+
+    def _stall_over(self, now: int) -> None:
+        """The silence that started at stall_start has ended: resumed by a chunk, or by the end of the call.
+
+        The chunk that ended it is the one arriving now, or — when it slipped in while the watchdog was
+        deciding — the previous one (t_last moved past stall_start without this branch being taken)."""
+        with self._lock:
+            start = self.stall_start
+            if not start or not self.stalls:
+                return
+            last = self.t_last or self.t0
+            resumed_at, resumed = (last, True) if last != start else (now, not self.done)
+            self.stalls[-1] = (start, resumed_at - start, resumed)
+            self.stall_start = 0
 
 
 WATCHDOG = Watchdog()
