@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("bare", "steer, capture off", "steer, capture on")
@@ -95,12 +95,19 @@ def callgrind_regions(code: str, regions: int, cache: bool = False) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(code)
+        return callgrind_command_regions([sys.executable, str(script)], regions, cache=cache)
+
+
+def callgrind_command_regions(argv: List[str], regions: int, env: Optional[Dict[str, str]] = None,
+                              cache: bool = False) -> tuple:
+    """Run the Python command ``argv`` under callgrind: (its stdout, each region's counts, as above)."""
+    with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
              *(["--cache-sim=yes"] if cache else []),
-             "--toggle-collect=_operator_call", "--dump-after=_operator_call", sys.executable, str(script)],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+             "--toggle-collect=_operator_call", "--dump-after=_operator_call", *argv],
+            capture_output=True, text=True, env=dict(env if env is not None else os.environ, PYTHONHASHSEED="0"))
         dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
         counts: List[Dict[str, int]] = []
         for d in dumps:

@@ -2,7 +2,7 @@
 
     bench/.venv-peers/bin/python bench/percall.py [--providers openai,anthropic] [--sizes 0,1,10,50,200]
         [--contenders bare,steer,otel-official,openllmetry,openlit,openinference] [--modes sync,async]
-        [--captures off,on] [--calls 20] [--rounds 5] [--no-instructions] [--no-timed] [--quick]
+        [--captures off,on] [--calls 20] [--rounds 5] [--no-instructions] [--no-after] [--no-timed] [--quick]
 
 Most real calls are short (tool loops, classifiers, agent steps), so the per-call cost matters as much
 as the per-chunk one. Every contender (bench/contenders.py: the same shared in-memory SDK
@@ -14,6 +14,13 @@ providers for all) runs in its own process per scenario, the real SDK client ove
   cost per call; per chunk = the slope between the two largest sizes. steer runs with
   ``finish_in_background=False`` here so that its end-of-call work is counted (callgrind counts the
   thread that entered the region; on steer's worker it is the same instructions, on another thread).
+* **After the last chunk, instructions on the caller's thread** (callgrind; sync and async; streams):
+  ``--calls`` streams are read up to and including their last chunk outside the region, then one region
+  reads their ends (the SDK reading ``[DONE]`` / ``message_stop`` and closing, plus what the
+  instrumentation does on the caller's thread). steer runs as users run it here (end-of-call work on
+  its worker, which callgrind does not count in the caller's region), and the cyclic collector is off
+  in the region (whether a few ends hold a collection is chance). The load-proof twin of the timed
+  after-last-chunk figure, which on a shared machine also holds the scheduler's and the GIL's waits.
 * **Timed** (wall, medians, interleaved): the parent drives all contenders' workers round by round,
   rotating their order, one busy at a time. Per call: ``create()`` to the end of the caller's loop.
   After the last chunk: from the caller receiving the last chunk to its ``for`` / ``async for``
@@ -104,6 +111,38 @@ class Worker:
         end = time.perf_counter_ns()
         return end - t0, end - last, n
 
+    def open_to_last_chunk(self, size: int, chunks: int) -> Any:
+        """A stream read up to and including its last chunk (``chunks``), its end still unread."""
+        work, client = self._client(size)
+        if self.loop is None:
+            it = iter(work.call(client))
+            for _ in range(chunks):
+                next(it)
+            return it
+
+        async def opened() -> Any:
+            it = (await work.call(client)).__aiter__()
+            for _ in range(chunks):
+                await it.__anext__()
+            return it
+
+        return self.loop.run_until_complete(opened())
+
+    def read_ends(self, streams: List[Any]) -> None:
+        """Read each stream's end: what the caller waits for after its last chunk."""
+        if self.loop is None:
+            for it in streams:
+                for _ in it:
+                    raise AssertionError("a chunk after the last one")
+            return
+
+        async def ends() -> None:
+            for it in streams:
+                async for _ in it:
+                    raise AssertionError("a chunk after the last one")
+
+        self.loop.run_until_complete(ends())
+
     def run(self, size: int, calls: int) -> Dict[str, Any]:
         rows = [self.one(size) for _ in range(calls)]
         return {"call_ns": [r[0] for r in rows], "after_ns": [r[1] for r in rows], "chunks": rows[-1][2]}
@@ -113,9 +152,29 @@ class Worker:
 
 
 def worker_main(a: argparse.Namespace) -> int:
-    w = Worker(a.worker, a.provider, a.mode == "async", a.capture == "on", inline_end=a.count is not None)
+    w = Worker(a.worker, a.provider, a.mode == "async", a.capture == "on", inline_end=a.count is not None and not a.after)
     for size in a.sizes:
         w.run(size, 2)  # warm-up: imports, caches, connection set-up, first allocations
+    if a.after:  # under callgrind: one counted region per size, the ends of --count streams
+        import gc
+        from _operator import call
+
+        for size in a.sizes:
+            chunks = w.run(size, 3)["chunks"]  # warm as the timed runs are; and how many chunks a call has
+            # The region's own path warmed too (3.11 specialises bytecode after a few runs): else the first
+            # size's region carries one-time costs, ~100k instructions per stream in async mode.
+            w.read_ends([w.open_to_last_chunk(size, chunks) for _ in range(10)])
+            streams = [w.open_to_last_chunk(size, chunks) for _ in range(a.count)]
+            settle_worker()
+            # Without the cyclic collector: whether a region of a few stream ends holds a collection is
+            # chance (±60k instructions per async end), and collections belong to whoever allocates most.
+            gc.collect()
+            gc.disable()
+            call(lambda: w.read_ends(streams))
+            gc.enable()
+            settle_worker()
+        print(COUNT_PREFIX, json.dumps({"spans": w.spans()}), flush=True)
+        return 0
     if a.count is not None:  # under callgrind: one counted region per size
         from _operator import call
 
@@ -139,26 +198,43 @@ def _worker_cmd(a: argparse.Namespace, contender: str, provider: str, mode: str,
 
 
 # -- instructions ---------------------------------------------------------------------------------------
-def count_instructions(a: argparse.Namespace, contender: str, provider: str, capture: str) -> Optional[List[float]]:
-    import re
-    import tempfile
+def _per_call_regions(a: argparse.Namespace, what: str, cmd: List[str], regions: int) -> Optional[List[float]]:
+    """Run ``cmd`` (a worker) under callgrind: instructions per call of each of its counted regions."""
+    from instructions import callgrind_command_regions
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
-        proc = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
-             "--toggle-collect=_operator_call", "--dump-after=_operator_call",
-             *_worker_cmd(a, contender, provider, "sync", capture), "--count", str(a.calls)],
-            capture_output=True, text=True, env=_env(a, PYTHONHASHSEED="0"))
-        counts = []
-        for d in sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1])):
-            total = re.search(r"^(?:summary|totals):\s*(\d+)", d.read_text(), re.M)
-            if total and int(total.group(1)) > 0:
-                counts.append(int(total.group(1)))
-    if proc.returncode != 0 or len(counts) != len(a.sizes):
-        print(f"  {contender} {provider} {capture}: callgrind failed ({proc.returncode}): {proc.stderr[-600:]}", file=sys.stderr)
+    try:
+        _, counts = callgrind_command_regions([*cmd, "--count", str(a.calls)], regions, env=_env(a))
+    except RuntimeError as exc:
+        print(f"  {what}: {exc}", file=sys.stderr)
         return None
-    return [c / a.calls for c in counts]
+    return [c["Ir"] / a.calls for c in counts]
+
+
+def count_instructions(a: argparse.Namespace, contender: str, provider: str, capture: str) -> Optional[List[float]]:
+    """Instructions per call, per size (steer's end-of-call work inline, so that it is counted)."""
+    return _per_call_regions(a, f"{contender} {provider} {capture}", _worker_cmd(a, contender, provider, "sync", capture),
+                             len(a.sizes))
+
+
+def count_after_instructions(a: argparse.Namespace, contender: str, provider: str, mode: str,
+                             capture: str) -> Optional[List[float]]:
+    """Instructions on the caller's thread from the last chunk to the loop's end, per call, per stream size."""
+    sizes = [s for s in a.sizes if s > 0]
+    cmd = _worker_cmd(a, contender, provider, mode, capture)
+    cmd[cmd.index("--sizes") + 1] = ",".join(map(str, sizes))
+    return _per_call_regions(a, f"{contender} {provider} {mode} {capture} after the last chunk", [*cmd, "--after"],
+                             len(sizes))
+
+
+def settle_worker() -> None:
+    """Let steer's end-of-call worker record what it was handed, outside the counted region."""
+    try:
+        import steer
+
+        steer.flush()
+    except Exception:  # a contender without steer, or a steer tree from before flush()
+        pass
+    time.sleep(0.01)
 
 
 # -- timed ----------------------------------------------------------------------------------------------
@@ -219,7 +295,7 @@ def timed(a: argparse.Namespace, provider: str, mode: str, capture: str, names: 
 
 # -- report ---------------------------------------------------------------------------------------------
 def _size(s: int) -> str:
-    return "non-streaming" if s == 0 else f"{s} chunks"
+    return "non-streaming" if s == 0 else f"{s} chunk" + ("s" if s != 1 else "")
 
 
 def report(results: Dict[str, Any], a: argparse.Namespace) -> str:
@@ -242,6 +318,21 @@ def report(results: Dict[str, Any], a: argparse.Namespace) -> str:
                     i, j = streamed[-2], streamed[-1]
                     slope = f"{(over[j] - over[i]) / (a.sizes[j] - a.sizes[i]):+,.0f}"
                 lines.append(f"| {provider} | {capture} | {name} | " + " | ".join(f"{o:+,.0f}" for o in over) + f" | {slope} |")
+        lines.append("")
+    after = results.get("after", {})
+    if after:
+        streamed = [s for s in a.sizes if s > 0]
+        lines += ["### After the last chunk: instructions on the caller's thread over bare (callgrind)", "",
+                  "| provider | mode | capture | contender | " + " | ".join(_size(s) for s in streamed) + " |",
+                  "|---|---|---|---|" + "---:|" * len(streamed)]
+        for key, rows in after.items():
+            provider, mode, capture = key.split("/")
+            bare = rows.get("bare")
+            for name, row in rows.items():
+                if bare is None or row is None:
+                    continue
+                cells = [f"{b:,.0f}" if name == "bare" else f"{r - b:+,.0f}" for r, b in zip(row, bare)]
+                lines.append(f"| {provider} | {mode} | {capture} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
     for key, res in results.get("timed", {}).items():
         med = res["medians_us"]
@@ -276,6 +367,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--calls", type=int, default=20, help="calls per size per round (instructions: per region)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-instructions", action="store_true")
+    p.add_argument("--no-after", action="store_true", help="no callgrind count of the caller's thread after the last chunk")
     p.add_argument("--no-timed", action="store_true")
     p.add_argument("--quick", action="store_true", help="1 round, 3 calls, sizes 0,1,10")
     p.add_argument("--out", default="")
@@ -286,6 +378,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--mode", default="sync")
     p.add_argument("--capture", default="off")
     p.add_argument("--count", type=int, default=None)
+    p.add_argument("--after", action="store_true", help="with --count: count the ends of streams read to their last chunk")
     a = p.parse_args(argv)
     a.sizes = [int(s) for s in str(a.sizes).split(",") if s != ""]
     if a.worker:
@@ -295,7 +388,7 @@ def main(argv: Any = None) -> int:
     from contenders import CONTENDERS
 
     names = [n for n in a.contenders.split(",") if n]
-    results: Dict[str, Any] = {"argv": sys.argv[1:], "sizes": a.sizes, "instructions": {}, "timed": {}}
+    results: Dict[str, Any] = {"argv": sys.argv[1:], "sizes": a.sizes, "instructions": {}, "after": {}, "timed": {}}
     for provider in a.providers.split(","):
         runnable = [n for n in names if provider in CONTENDERS[n].providers and _importable(n)]
         for capture in a.captures.split(","):
@@ -303,6 +396,11 @@ def main(argv: Any = None) -> int:
                 results["instructions"][f"{provider}/{capture}"] = {
                     n: count_instructions(a, n, provider, capture) for n in runnable}
                 print(f"instructions {provider}/{capture} done", file=sys.stderr, flush=True)
+            if not a.no_after and any(s > 0 for s in a.sizes):
+                for mode in a.modes.split(","):
+                    results["after"][f"{provider}/{mode}/{capture}"] = {
+                        n: count_after_instructions(a, n, provider, mode, capture) for n in runnable}
+                    print(f"after the last chunk {provider}/{mode}/{capture} done", file=sys.stderr, flush=True)
             if not a.no_timed:
                 for mode in a.modes.split(","):
                     results["timed"][f"{provider}/{mode}/capture {capture}"] = timed(a, provider, mode, capture, runnable)
