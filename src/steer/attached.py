@@ -112,7 +112,7 @@ class context:
                     token = CURRENT.set(self._merged())
                     return await fn(*args, **kwargs)
                 finally:
-                    _leave(token, outer)
+                    leave(CURRENT, token, outer)
 
             return run_async
 
@@ -123,16 +123,18 @@ class context:
                 token = CURRENT.set(self._merged())
                 return fn(*args, **kwargs)
             finally:
-                _leave(token, outer)
+                leave(CURRENT, token, outer)
 
         return run
 
 
-def _leave(token: Optional[contextvars.Token], outer: Optional[Attached]) -> None:
+def leave(var: contextvars.ContextVar, token: Optional[contextvars.Token], replaced: Any) -> None:
+    """Undo ``var.set`` by its token; without one (a signal's exception landed between the ``set`` and the
+    token being kept) put back ``replaced``, the value it had. steer.context and the call flag use it."""
     if token is not None:
-        CURRENT.reset(token)
+        var.reset(token)
     else:
-        CURRENT.set(outer)
+        var.set(replaced)
 
 
 def _attribute_value(value: Any) -> Any:

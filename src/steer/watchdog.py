@@ -157,7 +157,8 @@ class StallTracking:
                 if self.stall_start:
                     return True
                 self.stalls = (self.stalls or []) + [(start, now - start, resumed)]
-                self.t_last = now  # a watchdog deciding right now sees that the silence is over
+                if resumed:  # by the chunk arriving now: a watchdog deciding meanwhile sees it is over
+                    self.t_last = now
                 count = len(self.stalls)
             self._stall_event(now - start, count)
         except Exception as exc:

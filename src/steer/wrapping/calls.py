@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from steer.attached import leave
 from steer.pipeline import Runtime, Session
 from steer.wrapping.proxies import AsyncRawResponseProxy, AsyncStreamProxy, RawResponseProxy, SyncStreamProxy
 from steer.wrapping.specs import ApiSpec
@@ -70,12 +71,9 @@ def restore(session: Session, token: Any, outer: Any) -> None:
 
 
 def unflag(flag: Optional[contextvars.Token]) -> None:
-    """Take ``IN_CALL`` off; without its token (a ``set`` interrupted before the token was stored) it is
-    set back to None, the value it had (steer opens a Session only when it is None)."""
-    if flag is not None:
-        IN_CALL.reset(flag)
-    else:
-        IN_CALL.set(None)
+    """Take ``IN_CALL`` off (without its token: back to None, the value it had — steer opens a Session
+    only when it is None)."""
+    leave(IN_CALL, flag, None)
 
 
 def observe_result(session: Session, result: Any, is_async: bool) -> Any:

@@ -17,7 +17,7 @@ from steer.call import Attempts
 from steer.pipeline import Runtime, Session
 from steer.wrapping import httpx_routes
 from steer.wrapping.calls import IN_CALL
-from steer.wrapping.httpx_tee import Feed, tee_class
+from steer.wrapping.httpx_tee import Feed, body_read, install
 from steer.wrapping.specs import Target
 
 
@@ -38,12 +38,11 @@ def _open(rt: Runtime, request: Any) -> Optional[Session]:
 def _observe(session: Session, response: Any, is_async: bool) -> None:
     try:
         feed = Feed(session, response)
-        if response.is_stream_consumed or hasattr(response, "_content"):
-            feed.bytes_(response.content)  # stream=False: the body is already read
+        if body_read(response):
+            feed.bytes_(response.content)  # stream=False
             feed.end("complete")
             return
-        # The one write this layer makes: the response's byte stream becomes a transparent tee.
-        response.stream = tee_class(response, is_async)(response.stream, feed)
+        install(response, feed, is_async)
     except Exception as exc:
         session.rt.internal_error("httpx_observe", exc)
         session.finish("complete")

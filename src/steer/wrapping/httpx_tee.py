@@ -176,14 +176,24 @@ def tee_class(response: Any, is_async: bool) -> type:
     return cls
 
 
+def body_read(response: Any) -> bool:
+    """The response's body was read already (``stream=False``, or read before steer saw it)."""
+    return response.is_stream_consumed or hasattr(response, "_content")
+
+
+def install(response: Any, feed: Feed, is_async: bool) -> Tee:
+    """The one write steer makes to a response: its byte stream becomes a transparent tee."""
+    tee: Tee = tee_class(response, is_async)(response.stream, feed)
+    response.stream = tee
+    return tee
+
+
 def tee_unparsed(session: Session, sdk_response: Any, is_async: bool) -> Optional[Tee]:
     """An SDK response handed back unparsed (``with_streaming_response``; ``with_raw_response``): when its
     body is still unread, a tee decodes it into the call's Session in case the caller reads it raw
     (``iter_lines()``, ``iter_bytes()``, ``read()``, ``http_response.*``) instead of calling
     ``.parse()``; ``.parse()`` detaches it first, so that its stream is observed instead (never both)."""
     response = getattr(sdk_response, "http_response", None)
-    if response is None or response.is_stream_consumed or hasattr(response, "_content"):
+    if response is None or body_read(response):
         return None
-    tee: Tee = tee_class(response, is_async)(response.stream, Feed(session, response))
-    response.stream = tee
-    return tee
+    return install(response, Feed(session, response), is_async)
